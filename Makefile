@@ -1,0 +1,38 @@
+# RetailPulse: `make demo` and `make test` are all a fresh clone needs.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-all lint bench clean-venv services-down
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/retailpulse demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" --timeout=900
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest --timeout=1800
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/online_features.py
+
+services-down: $(STAMP)
+	$(BIN)/retailpulse services down
+
+clean-venv:
+	rm -rf $(VENV)

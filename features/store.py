@@ -1,0 +1,150 @@
+"""The Feast FeatureStore, configured from feature_repo/feature_store.yaml plus live endpoints.
+
+Embedded services listen on ports chosen at start-up, so the YAML only fixes the kind of each
+store; hosts, ports, credentials and the project come from `core.services` and `core.settings`.
+Tenancy: one Feast project per tenant (`project_for`); the settings' tenant uses the configured
+`feast_project` unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg
+import yaml
+from feast import FeatureStore, RepoConfig
+
+from core.db import libpq_url, sqlalchemy_url
+from core.settings import get_settings
+from features.names import FEATURE_VIEW, RFM_TABLE
+
+FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
+REGISTRY_SCHEMA = "feast_registry"
+
+
+def project_for(tenant: str | None = None) -> str:
+    """Feast project of `tenant`: the configured project for the settings' tenant, else suffixed."""
+    settings = get_settings()
+    if tenant is None or tenant == settings.tenant:
+        return settings.feast_project
+    return f"{settings.feast_project}_{re.sub(r'[^A-Za-z0-9_]', '_', tenant)}"
+
+
+def service_urls() -> tuple[str, str]:
+    """(database_url, redis_url), starting embedded services only when nothing else answers."""
+    from core.services import get_endpoints
+
+    # start=False first: features need Postgres and Redis only, not the broker.
+    endpoints = get_endpoints(start=False)
+    if not endpoints.database_url or not endpoints.redis_url:
+        endpoints = get_endpoints()
+    return endpoints.database_url, endpoints.redis_url
+
+
+def redis_connection_string(redis_url: str) -> str:
+    """redis://[:password@]host:port/N → Feast's "host:port,db=N[,password=…][,ssl=true]"."""
+    parts = urlsplit(redis_url)
+    db = (parts.path or "/0").lstrip("/") or "0"
+    out = [f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}", f"db={db}"]
+    if parts.password:
+        out.append(f"password={unquote(parts.password)}")
+    if parts.scheme == "rediss":
+        out.append("ssl=true")
+    return ",".join(out)
+
+
+def repo_config(
+    *, tenant: str | None = None, database_url: str | None = None, redis_url: str | None = None
+) -> RepoConfig:
+    """feature_store.yaml with endpoints and project filled in."""
+    if database_url is None or redis_url is None:
+        db_default, redis_default = service_urls()
+        database_url = database_url or db_default
+        redis_url = redis_url or redis_default
+    raw = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
+    pg = urlsplit(libpq_url(database_url))
+    query = {k: v[-1] for k, v in parse_qs(pg.query).items()}
+    raw["project"] = project_for(tenant)
+    raw["registry"]["path"] = sqlalchemy_url(database_url)
+    raw["registry"]["sqlalchemy_config_kwargs"] = {
+        "echo": False,
+        "pool_pre_ping": True,
+        "connect_args": {"options": f"-c search_path={REGISTRY_SCHEMA}"},
+    }
+    raw["offline_store"].update(
+        host=pg.hostname or "127.0.0.1",
+        port=pg.port or 5432,
+        database=(pg.path or "/").lstrip("/") or "postgres",
+        user=unquote(pg.username or "postgres"),
+        password=unquote(pg.password or ""),
+        sslmode=query.get("sslmode", raw["offline_store"].get("sslmode", "prefer")),
+    )
+    raw["online_store"]["connection_string"] = redis_connection_string(redis_url)
+    return RepoConfig(repo_path=FEATURE_REPO, **raw)
+
+
+@lru_cache(maxsize=16)
+def _store(project: str, database_url: str, redis_url: str, tenant: str | None) -> FeatureStore:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {REGISTRY_SCHEMA}")
+    config = repo_config(tenant=tenant, database_url=database_url, redis_url=redis_url)
+    return FeatureStore(repo_path=str(FEATURE_REPO), config=config)
+
+
+def get_feature_store(tenant: str | None = None) -> FeatureStore:
+    """The tenant's FeatureStore (cached per project and endpoints)."""
+    database_url, redis_url = service_urls()
+    return _store(project_for(tenant), database_url, redis_url, tenant)
+
+
+def apply_definitions(tenant: str | None = None) -> list[str]:
+    """Programmatic `feast apply` of feature_repo/definitions.py; returns the object names."""
+    from feature_repo.definitions import feature_objects
+
+    tenant = tenant or get_settings().tenant
+    store = get_feature_store(tenant)
+    objects = feature_objects(tenant)
+    store.apply(objects)
+    return [obj.name for obj in objects]
+
+
+def is_applied(tenant: str | None = None) -> bool:
+    """Whether the tenant's project already has the feature view registered."""
+    store = get_feature_store(tenant)
+    return any(fv.name == FEATURE_VIEW for fv in store.list_feature_views(allow_cache=False))
+
+
+def rfm_time_range(tenant: str) -> tuple[datetime | None, datetime | None]:
+    """(oldest, newest) `event_timestamp` in customer_rfm for `tenant`; (None, None) when empty."""
+    database_url, _ = service_urls()
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        row = conn.execute(
+            f"SELECT min(event_timestamp), max(event_timestamp) FROM {RFM_TABLE}"
+            " WHERE tenant_id = %s",
+            (tenant,),
+        ).fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def materialize(end: datetime | None = None, *, tenant: str | None = None) -> datetime:
+    """Load customer_rfm into Redis up to `end` (default: newest snapshot, else now); returns end.
+
+    Feast's materialize_incremental starts at now - ttl on its first run, which would skip
+    historical data (Complete Journey is from 2017), so the first run materializes from the
+    earliest snapshot explicitly and later runs are incremental.
+    """
+    tenant = tenant or get_settings().tenant
+    oldest, newest = rfm_time_range(tenant)
+    end = end or newest or datetime.now(UTC)
+    store = get_feature_store(tenant)
+    fv = store.get_feature_view(FEATURE_VIEW, allow_registry_cache=False)
+    if fv.most_recent_end_time is None:
+        start = oldest or end
+        store.materialize(start_date=start - timedelta(seconds=1), end_date=end)
+    else:
+        store.materialize_incremental(end_date=end)
+    return end

@@ -1,0 +1,261 @@
+"""K-Means + PCA customer segmenter: one sklearn Pipeline plus validation and segment profiles.
+
+Pipeline: log1p on the heavy-tailed money/count features -> StandardScaler -> PCA -> KMeans.
+
+Segment labels (`profiles`) come from a fixed, ordered rule on the segment's mean features
+relative to the population mean of the frame being profiled (ratio = segment / population;
+1.0 when the population mean is 0). The first rule that matches wins:
+
+1. "At risk"           recency_days >= 1.5x (they have stayed away 50% longer than average)
+2. "High-value loyal"  monetary >= 1.5x and frequency >= 1.25x
+3. "New"               tenure_days <= 0.5x
+4. "Deal seekers"      discount_share + coupon_share >= 1.5x
+5. "Regular"           frequency >= 1.0x
+6. "Occasional"        everything else
+
+Two segments with the same label get " (2)", " (3)" … in id order; an empty segment is "Empty".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
+from sklearn.metrics import silhouette_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from features.names import SEGMENTER_FEATURES
+
+# Counts and money: right-skewed with long tails, so K-Means would otherwise spend its clusters
+# on a handful of big spenders. Shares (0..1) and tenure (roughly uniform) stay linear.
+LOG_FEATURES: tuple[str, ...] = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_basket_value",
+    "avg_items_per_basket",
+    "distinct_products",
+    "stores_visited",
+)
+
+def validate_features(df: pd.DataFrame, feature_names: Sequence[str]) -> pd.DataFrame:
+    """Return `df[feature_names]` as float64, or raise ValueError naming the offending column.
+
+    Exactly `feature_names` must be present (identifiers such as customer_id belong in the
+    index); values must be numeric and finite; log-transformed features must be >= 0.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in feature_names if c not in df.columns]
+    if missing:
+        raise ValueError(f"missing required feature column(s): {missing}")
+    extra = [str(c) for c in df.columns if c not in set(feature_names)]
+    if extra:
+        raise ValueError(
+            f"unexpected column(s) {extra}; pass exactly {list(feature_names)} "
+            "(put identifiers such as customer_id in the index)"
+        )
+    if len(df) == 0:
+        raise ValueError("no rows: the feature frame is empty")
+    out = df[list(feature_names)]
+    for col in feature_names:
+        if not pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col]):
+            raise ValueError(f"column {col!r} must be numeric, got dtype {out[col].dtype}")
+    out = out.astype("float64")
+    for col in feature_names:
+        values = out[col].to_numpy()
+        n_nan = int(np.isnan(values).sum())
+        if n_nan:
+            raise ValueError(f"column {col!r} has {n_nan} NaN value(s)")
+        if not np.isfinite(values).all():
+            raise ValueError(f"column {col!r} has infinite value(s)")
+        if col in LOG_FEATURES and (values < 0).any():
+            raise ValueError(f"column {col!r} has negative value(s); it must be >= 0")
+    return out
+
+
+def _preprocessor(feature_names: Sequence[str]) -> ColumnTransformer:
+    log_cols = [c for c in feature_names if c in LOG_FEATURES]
+    lin_cols = [c for c in feature_names if c not in LOG_FEATURES]
+    return ColumnTransformer(
+        [
+            ("log1p", FunctionTransformer(np.log1p, feature_names_out="one-to-one"), log_cols),
+            ("linear", "passthrough", lin_cols),
+        ],
+        verbose_feature_names_out=False,
+    )
+
+
+def segment_silhouette(
+    df: pd.DataFrame,
+    labels: np.ndarray,
+    *,
+    sample_size: int | None = None,
+    seed: int = 0,
+    feature_names: Sequence[str] = SEGMENTER_FEATURES,
+) -> float:
+    """Silhouette of `labels` in a model-independent space: log1p + standardised on `df` itself.
+
+    Measured before PCA so configs with different n_components (and an older champion) are
+    scored in the same space. Returns -1.0 (the worst score) when fewer than 2 segments occur.
+    """
+    x = validate_features(df, feature_names)
+    labels = np.asarray(labels)
+    n_labels = len(np.unique(labels))
+    if n_labels < 2 or n_labels >= len(x):
+        return -1.0
+    space = Pipeline([("pre", _preprocessor(feature_names)), ("scale", StandardScaler())])
+    z = space.fit_transform(x)
+    size = sample_size if sample_size and sample_size < len(x) else None
+    return float(silhouette_score(z, labels, sample_size=size, random_state=seed))
+
+
+def _ratio(segment: float, population: float) -> float:
+    return segment / population if population > 0 else 1.0
+
+
+def label_segment(means: dict[str, float], population: dict[str, float]) -> str:
+    """Human label for one segment's mean features (the rule in this module's docstring)."""
+    r = {k: _ratio(means[k], population[k]) for k in means}
+    promo = _ratio(
+        means["discount_share"] + means["coupon_share"],
+        population["discount_share"] + population["coupon_share"],
+    )
+    if r["recency_days"] >= 1.5:
+        return "At risk"
+    if r["monetary"] >= 1.5 and r["frequency"] >= 1.25:
+        return "High-value loyal"
+    if r["tenure_days"] <= 0.5:
+        return "New"
+    if promo >= 1.5:
+        return "Deal seekers"
+    if r["frequency"] >= 1.0:
+        return "Regular"
+    return "Occasional"
+
+
+class CustomerSegmenter:
+    """K-Means on PCA of log/standardised RFM-style features; `pipeline` is a plain sklearn one."""
+
+    def __init__(
+        self,
+        k: int = 5,
+        n_components: int = 5,
+        *,
+        n_init: int = 10,
+        random_state: int = 0,
+        feature_names: Sequence[str] = SEGMENTER_FEATURES,
+    ) -> None:
+        if k < 2:
+            raise ValueError(f"k must be >= 2, got {k}")
+        if not 1 <= n_components <= len(feature_names):
+            raise ValueError(
+                f"n_components must be in 1..{len(feature_names)} (the number of features), "
+                f"got {n_components}"
+            )
+        self.k = k
+        self.n_components = n_components
+        self.n_init = n_init
+        self.random_state = random_state
+        self.feature_names: list[str] = list(feature_names)
+        self.pipeline: Pipeline | None = None
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Pipeline) -> CustomerSegmenter:
+        """Wrap an already fitted pipeline (e.g. one loaded from MLflow)."""
+        kmeans: KMeans = pipeline.named_steps["kmeans"]
+        pca: PCA = pipeline.named_steps["pca"]
+        model = cls(
+            k=int(kmeans.n_clusters),
+            n_components=int(pca.n_components_),
+            n_init=int(kmeans.n_init) if isinstance(kmeans.n_init, int) else 1,
+            random_state=kmeans.random_state if kmeans.random_state is not None else 0,
+            feature_names=[str(c) for c in pipeline.feature_names_in_],
+        )
+        model.pipeline = pipeline
+        return model
+
+    def build_pipeline(self) -> Pipeline:
+        """The unfitted sklearn pipeline for this configuration."""
+        return Pipeline(
+            [
+                ("pre", _preprocessor(self.feature_names)),
+                ("scale", StandardScaler()),
+                ("pca", PCA(n_components=self.n_components, random_state=self.random_state)),
+                (
+                    "kmeans",
+                    KMeans(
+                        n_clusters=self.k, n_init=self.n_init, random_state=self.random_state
+                    ),
+                ),
+            ]
+        )
+
+    def fit(self, df: pd.DataFrame) -> CustomerSegmenter:
+        """Fit on a frame holding exactly the feature columns."""
+        x = validate_features(df, self.feature_names)
+        if len(x) < self.k:
+            raise ValueError(f"need at least k={self.k} rows to fit, got {len(x)}")
+        self.pipeline = self.build_pipeline().fit(x)
+        return self
+
+    def _fitted(self) -> Pipeline:
+        if self.pipeline is None:
+            raise RuntimeError("CustomerSegmenter is not fitted; call fit(df) first")
+        return self.pipeline
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        """Segment id (0..k-1) for each row."""
+        pipeline = self._fitted()
+        x = validate_features(df, self.feature_names)
+        return pipeline.predict(x).astype(np.int64)
+
+    @property
+    def inertia(self) -> float:
+        """K-Means inertia on the training rows (in PCA space)."""
+        return float(self._fitted().named_steps["kmeans"].inertia_)
+
+    def profiles(self, df: pd.DataFrame, labels: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Per segment: id, label, size, share and the mean of every raw feature.
+
+        Sizes sum to len(df); pass `labels` to reuse predictions already made.
+        """
+        x = validate_features(df, self.feature_names)
+        labels = self.predict(x) if labels is None else np.asarray(labels)
+        if len(labels) != len(x):
+            raise ValueError(f"got {len(labels)} labels for {len(x)} rows")
+        population = {c: float(v) for c, v in x.mean().items()}
+        grouped = x.groupby(labels)
+        means_by_id = {int(i): g.mean() for i, g in grouped}
+        out: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
+        for seg in range(self.k):
+            size = int((labels == seg).sum())
+            if size:
+                means = {c: float(v) for c, v in means_by_id[seg].items()}
+                label = label_segment(means, population)
+            else:
+                means, label = None, "Empty"
+            seen[label] = seen.get(label, 0) + 1
+            if seen[label] > 1:
+                label = f"{label} ({seen[label]})"
+            out.append(
+                {
+                    "id": seg,
+                    "label": label,
+                    "size": size,
+                    "share": size / len(x),
+                    "means": means,
+                }
+            )
+        return out
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.pipeline is not None else "unfitted"
+        return f"CustomerSegmenter(k={self.k}, n_components={self.n_components}, {state})"
