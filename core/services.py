@@ -174,7 +174,11 @@ class EmbeddedPostgres:
 
     def running_port(self) -> int | None:
         info = self.state.load().get(self.name)
-        if info and port_open("127.0.0.1", info["port"]) and (self.pgdata / "postmaster.pid").exists():
+        if (
+            info
+            and port_open("127.0.0.1", info["port"])
+            and (self.pgdata / "postmaster.pid").exists()
+        ):
             return int(info["port"])
         return None
 
@@ -211,7 +215,9 @@ class EmbeddedPostgres:
 
         admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
         with psycopg.connect(admin, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (_PG_DB,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname=%s", (_PG_DB,)
+            ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{_PG_DB}"')
 

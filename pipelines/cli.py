@@ -18,7 +18,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-services_app = typer.Typer(help="Start, stop and inspect the backing services.", no_args_is_help=True)
+services_app = typer.Typer(
+    help="Start, stop and inspect the backing services.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Warehouse schema migrations.", no_args_is_help=True)
 ingest_app = typer.Typer(help="Load data into the warehouse.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
@@ -26,7 +28,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
 
 TenantOpt = Annotated[
-    str | None, typer.Option("--tenant", help="Tenant id (default: RETAILPULSE_TENANT or 'default').")
+    str | None,
+    typer.Option("--tenant", help="Tenant id (default: RETAILPULSE_TENANT or 'default')."),
 ]
 
 

@@ -211,7 +211,15 @@ def ingest_completejourney(
         clock = time.perf_counter()
         for name, frame in _dimensions(data, tx, tenant).items():
             cols = ["tenant_id", *[c for c in frame.columns if c != "tenant_id"]]
-            summary.written[name] = upsert_frame(conn, name, frame, cols, _DIM_KEYS[name])
+            has_rows = conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {name} WHERE tenant_id = %s)", (tenant,)
+            ).fetchone()[0]
+            # A new tenant's dimensions go straight in; otherwise upsert by natural key.
+            summary.written[name] = (
+                upsert_frame(conn, name, frame, cols, _DIM_KEYS[name])
+                if has_rows
+                else copy_frame(conn, name, frame, cols)
+            )
             tick(name, 1, 4)
         summary.seconds["dimensions"] = time.perf_counter() - clock
 

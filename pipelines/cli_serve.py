@@ -1,0 +1,199 @@
+"""`retailpulse serve`, `retailpulse mlflow-ui` and `retailpulse demo`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from core.settings import get_settings
+
+console = Console()
+
+
+def start_ray(*, dashboard: bool = True) -> str | None:
+    """Connect to RETAILPULSE_RAY_ADDRESS, or start a local 2-CPU Ray; returns the dashboard URL."""
+    import ray
+
+    settings = get_settings()
+    if ray.is_initialized():
+        return None
+    if settings.ray_address:
+        ctx = ray.init(address=settings.ray_address, logging_level="WARNING")
+    else:
+        ctx = ray.init(
+            address="local",
+            num_cpus=os.cpu_count() or 2,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            logging_level="WARNING",
+            configure_logging=True,
+        )
+    url = getattr(ctx, "dashboard_url", None)
+    return f"http://{url}" if url and not url.startswith("http") else url
+
+
+def deploy(*, port: int | None = None, tenant: str | None = None) -> str:
+    """Deploy the Serve graph (blocks until healthy) and return the API base URL."""
+    from ray import serve
+
+    from features.store import project_for
+    from serving.config import load_serve_config
+    from serving.deployments import AppArgs, build_app
+
+    cfg = load_serve_config(http_port=port)
+    serve.start(http_options={"host": cfg.http_host, "port": cfg.http_port})
+    app = build_app(AppArgs(feast_project=project_for(tenant)))
+    serve.run(app, name="retailpulse", route_prefix=cfg.route_prefix)
+    return f"http://{cfg.http_host}:{cfg.http_port}"
+
+
+def register(app: typer.Typer) -> None:
+    """Mount serve / mlflow-ui / demo on the root app."""
+    app.command("serve")(serve_cmd)
+    app.command("mlflow-ui")(mlflow_ui)
+    app.command("demo")(demo)
+
+
+def serve_cmd(
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default from configs/serve.yaml).")
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant whose features are served.")] = None,
+) -> None:
+    """Start Ray Serve: the FastAPI ingress and the segmenter, until Ctrl-C."""
+    dashboard = start_ray()
+    base = deploy(port=port, tenant=tenant)
+    _where(base, dashboard)
+    _wait_forever()
+
+
+def mlflow_ui(
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+) -> None:
+    """Open the MLflow tracking UI and model registry on the warehouse's tracking store."""
+    from training.registry import configure_mlflow
+
+    uri = configure_mlflow()
+    artifacts = get_settings().home_dir / "mlartifacts"
+    console.print(f"MLflow UI on http://127.0.0.1:{port} (store {uri.split('@')[-1]})")
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    raise typer.Exit(subprocess.call(cmd))
+
+
+def _where(base: str, dashboard: str | None) -> None:
+    lines = [
+        f"API docs (OpenAPI):  {base}/docs",
+        f"Segments:            {base}/api/v1/analytics/customers/segments",
+        f"One customer:        {base}/api/v1/customers/<id>/segment",
+        f"Ray dashboard:       {dashboard or 'see `ray status` on the cluster'}",
+        "MLflow UI:           run `retailpulse mlflow-ui`, then open http://127.0.0.1:5000",
+    ]
+    console.print(Panel("\n".join(lines), title="RetailPulse is serving"))
+
+
+def _wait_forever() -> None:
+    console.print("serving; press Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
+def _step(n: int, text: str) -> None:
+    console.rule(f"[bold]{n}. {text}")
+
+
+def demo(
+    households: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N households (default: all).")
+    ] = None,
+    retrain: Annotated[
+        bool, typer.Option(help="Tune and train even if a champion exists.")
+    ] = False,
+    keep_serving: Annotated[
+        bool | None,
+        typer.Option(help="Keep serving after the demo (default: only in a terminal)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port of the API.")] = None,
+) -> None:
+    """The whole platform end to end: services, warehouse, features, training, serving."""
+    from core import migrate
+    from core.db import connect
+    from core.services import get_endpoints
+    from features.rfm import compute_customer_rfm
+    from features.store import apply_definitions, materialize
+    from pipelines import cli, cli_train
+    from training.registry import load_champion
+
+    started = time.perf_counter()
+    tenant = get_settings().tenant
+
+    _step(1, "services")
+    ep = get_endpoints()
+    cli.services_status()
+
+    _step(2, "warehouse schema")
+    migrate.upgrade()
+    console.print(f"schema at revision {migrate.current()}")
+
+    _step(3, "ingest Complete Journey")
+    cli.ingest_completejourney(households=households, tenant=tenant, force=False)
+
+    _step(4, "features (RFM in Postgres → Feast → Redis)")
+    with console.status("computing customer RFM snapshots"), connect(ep.database_url) as conn:
+        rows = compute_customer_rfm(conn, tenant=tenant)
+    console.print(f"customer_rfm: {rows:,} snapshot rows")
+    with console.status("feast apply"):
+        apply_definitions(tenant)
+    with console.status("feast materialize"):
+        end = materialize(tenant=tenant)
+    console.print(f"materialized online features up to {end:%Y-%m-%d %H:%M}")
+
+    _step(5, "train the segmenter (Ray Tune + MLflow)")
+    if load_champion() is not None and not retrain:
+        console.print("a champion segmenter exists; skipping (use --retrain to tune again)")
+    else:
+        cli_train.segmenter(tenant=tenant)
+
+    _step(6, "serve (Ray Serve + FastAPI)")
+    with console.status("starting Ray and Serve"):
+        dashboard = start_ray()
+        base = deploy(port=port, tenant=tenant)
+    customer = _sample_customer(ep.database_url, tenant)
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for path in (
+            "/api/v1/analytics/customers/segments",
+            f"/api/v1/customers/{customer}/segment",
+        ):
+            reply = http.get(path)
+            console.print(f"[bold]GET {path}[/] → {reply.status_code}")
+            console.print_json(reply.text)
+    console.print(f"demo finished in {time.perf_counter() - started:.0f}s")
+    _where(base, dashboard)
+    if keep_serving if keep_serving is not None else sys.stdin.isatty():
+        _wait_forever()
+
+
+def _sample_customer(database_url: str, tenant: str) -> int:
+    """A real household with features: the most frequent shopper of the latest snapshot."""
+    from core.db import connect
+
+    with connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT customer_id FROM customer_rfm WHERE tenant_id=%s"
+            " ORDER BY event_timestamp DESC, frequency DESC LIMIT 1",
+            (tenant,),
+        ).fetchone()
+    if row is None:
+        raise typer.Exit(1)
+    return int(row[0])

@@ -1,0 +1,49 @@
+"""Typed Serve configuration, loaded from configs/serve.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class DeploymentOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    num_replicas: int = Field(default=1, ge=1)
+    num_cpus: float = Field(default=0.25, gt=0)
+    max_ongoing_requests: int = Field(default=64, ge=1)
+
+    def ray_options(self) -> dict:
+        return {
+            "num_replicas": self.num_replicas,
+            "ray_actor_options": {"num_cpus": self.num_cpus},
+            "max_ongoing_requests": self.max_ongoing_requests,
+        }
+
+
+class SegmenterOptions(DeploymentOptions):
+    model_version: str = "champion"
+    reload_interval_s: float = Field(default=10, ge=0)
+
+
+class ServeConfig(BaseModel):
+    """What `build_app` needs: HTTP binding and per-deployment options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    route_prefix: str = "/"
+    ingress: DeploymentOptions = DeploymentOptions()
+    segmenter: SegmenterOptions = SegmenterOptions()
+
+
+def load_serve_config(path: Path | None = None, **overrides) -> ServeConfig:
+    """Read configs/serve.yaml (or `path`) and apply keyword overrides."""
+    raw = yaml.safe_load((path or CONFIG_DIR / "serve.yaml").read_text()) or {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return ServeConfig.model_validate(raw)

@@ -1,0 +1,104 @@
+"""Shared fixtures: real services (this machine's Postgres/Redis when they answer, embedded
+otherwise; always a private tansu broker), one Ray session, a small Complete Journey warehouse."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from core.services import port_open
+
+MACHINE_PG = "postgresql://postgres@127.0.0.1:5432"
+MACHINE_REDIS_DB = 13
+SAMPLE_HOUSEHOLDS = 100
+
+
+def _set_env(values: dict[str, str]) -> dict[str, str | None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+    return old
+
+
+def _restore_env(old: dict[str, str | None]) -> None:
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def service_env() -> Iterator[dict[str, str]]:
+    """RETAILPULSE_* pointing at a fresh database, a Redis db, a private broker and home."""
+    home = Path(tempfile.mkdtemp(prefix="rp-test-"))
+    name = f"rp_test_{uuid.uuid4().hex[:10]}"
+    env = {"RETAILPULSE_HOME": str(home), "RETAILPULSE_FEAST_PROJECT": f"rp{uuid.uuid4().hex[:8]}"}
+    machine_pg = port_open("127.0.0.1", 5432)
+    if machine_pg:
+        with psycopg.connect(f"{MACHINE_PG}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        env["RETAILPULSE_DATABASE_URL"] = f"{MACHINE_PG}/{name}"
+    if port_open("127.0.0.1", 6379):
+        env["RETAILPULSE_REDIS_URL"] = f"redis://127.0.0.1:6379/{MACHINE_REDIS_DB}"
+    old = _set_env(env)
+    from core import migrate
+    from core.services import get_endpoints, stop_embedded
+
+    endpoints = get_endpoints()  # starts whatever is not configured (always the broker)
+    migrate.upgrade(endpoints.database_url)
+    env.update(
+        RETAILPULSE_DATABASE_URL=endpoints.database_url,
+        RETAILPULSE_REDIS_URL=endpoints.redis_url,
+        RETAILPULSE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
+    )
+    yield env
+    stop_embedded()
+    _restore_env(old)
+    if machine_pg:
+        with psycopg.connect(f"{MACHINE_PG}/postgres", autocommit=True) as conn:
+            for db in (name, f"{name}_mlflow"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_session(service_env: dict[str, str]) -> Iterator[None]:
+    """One local Ray for the whole session (2 CPUs; a private temp dir)."""
+    import ray
+
+    tmp = tempfile.mkdtemp(prefix="rpray", dir="/tmp")
+    ray.init(
+        num_cpus=2,
+        address="local",
+        include_dashboard=False,
+        _temp_dir=tmp,
+        logging_level="ERROR",
+        runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("RETAILPULSE_")}},
+    )
+    yield
+    ray.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(service_env: dict[str, str]) -> dict[str, int]:
+    """The first 100 Complete Journey households, ingested for the default tenant."""
+    from core.settings import get_settings
+    from pipelines.ingest import ingest_completejourney, table_counts
+
+    tenant = get_settings().tenant
+    ingest_completejourney(tenant=tenant, households=SAMPLE_HOUSEHOLDS)
+    return table_counts(tenant=tenant)
