@@ -57,13 +57,32 @@ def _host_port(url: str, default_port: int) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or default_port
 
 
-def check_reachable(name: str, url: str, default_port: int, timeout: float) -> None:
-    """Raise ServiceUnavailable naming `url` unless its TCP port answers within `timeout`."""
-    host, port = _host_port(url.split(",")[0], default_port)
-    try:
+def _probe(name: str, url: str, default_port: int, timeout: float) -> None:
+    """Speak each service's own protocol: an open port alone can be a proxy or another server."""
+    if name == "postgres":
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=max(1, int(timeout))) as conn:
+            conn.execute("SELECT 1")
+    elif name == "redis":
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    else:
+        host, port = _host_port(url.split(",")[0], default_port)
         with socket.create_connection((host, port), timeout=timeout):
-            return
-    except OSError as exc:
+            pass
+
+
+def check_reachable(name: str, url: str, default_port: int, timeout: float) -> None:
+    """Raise ServiceUnavailable naming `url` unless the service answers within `timeout`."""
+    try:
+        _probe(name, url, default_port, timeout)
+    except Exception as exc:
         raise ServiceUnavailable(
             f"{name} at {url} does not answer ({exc.__class__.__name__}: {exc}). "
             f"Check the URL, or unset it to use the embedded {name}.",

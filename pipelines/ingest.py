@@ -66,44 +66,58 @@ def load_source(households: int | None = None) -> dict[str, pd.DataFrame]:
     return data
 
 
-def _line_items(tx: pd.DataFrame, tenant: str) -> pd.DataFrame:
-    tx = tx.sort_values(["basket_id", "product_id"], kind="stable")
-    qty = tx["quantity"].astype("int64")
-    shelf = tx["sales_value"] + tx["retail_disc"] + tx["coupon_match_disc"]
-    unit = (shelf / qty.where(qty > 0)).round(4)  # shelf price per unit (R package guide)
+def _sorted(tx: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Line items ordered by (basket, product), and the row where each basket starts."""
+    order = np.lexsort((tx["product_id"].to_numpy(), tx["basket_id"].to_numpy()))
+    tx = tx.iloc[order]
+    basket = tx["basket_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, basket[1:] != basket[:-1]])
+    return tx, starts
+
+
+def _line_items(tx: pd.DataFrame, starts: np.ndarray, tenant: str) -> pd.DataFrame:
+    qty = tx["quantity"].to_numpy(dtype="int64")
+    shelf = (tx["sales_value"] + tx["retail_disc"] + tx["coupon_match_disc"]).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = np.where(qty > 0, np.round(shelf / np.where(qty > 0, qty, 1), 4), np.nan)
+    sizes = np.diff(np.r_[starts, len(tx)])
+    line_no = np.arange(len(tx)) - np.repeat(starts, sizes) + 1
     return pd.DataFrame(
         {
             "tenant_id": tenant,
             "transaction_id": tx["basket_id"].to_numpy(),
-            "line_no": tx.groupby("basket_id").cumcount().to_numpy() + 1,
+            "line_no": line_no,
             "product_id": tx["product_id"].to_numpy(),
-            "quantity": qty.to_numpy(),
+            "quantity": qty,
             "sales_value": tx["sales_value"].to_numpy(),
             "retail_disc": tx["retail_disc"].to_numpy(),
             "coupon_disc": tx["coupon_disc"].to_numpy(),
             "coupon_match_disc": tx["coupon_match_disc"].to_numpy(),
-            "unit_price": unit.to_numpy(),
+            "unit_price": unit,  # shelf price per unit (R package guide); NULL when qty is 0
         }
     )
 
 
-def _transactions(tx: pd.DataFrame, tenant: str) -> pd.DataFrame:
-    disc = tx["retail_disc"] + tx["coupon_disc"] + tx["coupon_match_disc"]
-    g = tx.assign(_disc=disc).groupby("basket_id", sort=True)
-    out = g.agg(
-        customer_id=("household_id", "first"),
-        store_id=("store_id", "first"),
-        transaction_timestamp=("transaction_timestamp", "min"),
-        week=("week", "first"),
-        item_count=("product_id", "size"),
-        total_sales=("sales_value", "sum"),
-        total_discount=("_disc", "sum"),
-    ).reset_index(names="transaction_id")
-    out["total_sales"] = out["total_sales"].round(2)
-    out["total_discount"] = out["total_discount"].round(2)
-    out["store_id"] = out["store_id"].astype(str)
-    out.insert(0, "tenant_id", tenant)
-    return out
+def _transactions(tx: pd.DataFrame, starts: np.ndarray, tenant: str) -> pd.DataFrame:
+    """One row per basket, from line items already sorted by basket."""
+    if len(tx) == 0:
+        return pd.DataFrame(columns=TXN_COLUMNS)
+    disc = (tx["retail_disc"] + tx["coupon_disc"] + tx["coupon_match_disc"]).to_numpy()
+    ts = tx["transaction_timestamp"].to_numpy()
+    first = tx.iloc[starts]
+    return pd.DataFrame(
+        {
+            "tenant_id": tenant,
+            "transaction_id": first["basket_id"].to_numpy(),
+            "customer_id": first["household_id"].to_numpy(),
+            "store_id": first["store_id"].astype(str).to_numpy(),
+            "transaction_timestamp": np.minimum.reduceat(ts.view("int64"), starts).view(ts.dtype),
+            "week": first["week"].to_numpy(),
+            "item_count": np.diff(np.r_[starts, len(tx)]),
+            "total_sales": np.round(np.add.reduceat(tx["sales_value"].to_numpy(), starts), 2),
+            "total_discount": np.round(np.add.reduceat(disc, starts), 2),
+        }
+    )
 
 
 def _dimensions(data: dict[str, pd.DataFrame], tx: pd.DataFrame, tenant: str) -> dict:
@@ -231,8 +245,9 @@ def ingest_completejourney(
             )
         }
         new = tx[~tx["basket_id"].isin(existing)] if existing else tx
-        txns = _transactions(new, tenant)
-        items = _line_items(new, tenant)
+        new, starts = _sorted(new)
+        txns = _transactions(new, starts, tenant)
+        items = _line_items(new, starts, tenant)
         summary.seconds["transform"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
