@@ -90,15 +90,30 @@ def repo_config(
 @lru_cache(maxsize=16)
 def _store(project: str, database_url: str, redis_url: str, tenant: str | None) -> FeatureStore:
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {REGISTRY_SCHEMA}")
+        # Look first: CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database.
+        found = conn.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", (REGISTRY_SCHEMA,)
+        ).fetchone()
+        if not found:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {REGISTRY_SCHEMA}")
     config = repo_config(tenant=tenant, database_url=database_url, redis_url=redis_url)
     return FeatureStore(repo_path=str(FEATURE_REPO), config=config)
 
 
-def get_feature_store(tenant: str | None = None) -> FeatureStore:
-    """The tenant's FeatureStore (cached per project and endpoints)."""
-    database_url, redis_url = service_urls()
+def get_feature_store(
+    tenant: str | None = None, *, database_url: str | None = None, redis_url: str | None = None
+) -> FeatureStore:
+    """The tenant's FeatureStore (cached per project and endpoints; URLs default to services)."""
+    if database_url is None or redis_url is None:
+        db_default, redis_default = service_urls()
+        database_url = database_url or db_default
+        redis_url = redis_url or redis_default
     return _store(project_for(tenant), database_url, redis_url, tenant)
+
+
+def reset_feature_stores() -> None:
+    """Forget cached FeatureStores (tests that switch databases)."""
+    _store.cache_clear()
 
 
 def apply_definitions(tenant: str | None = None) -> list[str]:
@@ -112,10 +127,25 @@ def apply_definitions(tenant: str | None = None) -> list[str]:
     return [obj.name for obj in objects]
 
 
-def is_applied(tenant: str | None = None) -> bool:
-    """Whether the tenant's project already has the feature view registered."""
+def needs_apply(tenant: str | None = None) -> bool:
+    """Whether the registry lacks the tenant's feature view or holds a different definition."""
+    from feast.errors import FeatureViewNotFoundException
+
+    from feature_repo.definitions import customer_rfm_fv
+
+    tenant = tenant or get_settings().tenant
     store = get_feature_store(tenant)
-    return any(fv.name == FEATURE_VIEW for fv in store.list_feature_views(allow_cache=False))
+    try:
+        registered = store.get_feature_view(FEATURE_VIEW, allow_registry_cache=False)
+    except FeatureViewNotFoundException:
+        return True
+    wanted = customer_rfm_fv(tenant)
+    return (
+        [(f.name, f.dtype) for f in registered.features]
+        != [(f.name, f.dtype) for f in wanted.features]
+        or registered.batch_source != wanted.batch_source
+        or registered.ttl != wanted.ttl
+    )
 
 
 def rfm_time_range(tenant: str) -> tuple[datetime | None, datetime | None]:

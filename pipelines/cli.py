@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +11,9 @@ from rich.table import Table
 
 from core.errors import RetailPulseError
 from core.settings import get_settings
+
+if TYPE_CHECKING:
+    from pipelines.ingest import IngestSummary
 
 console = Console()
 app = typer.Typer(
@@ -106,7 +109,7 @@ def ingest_completejourney(
     force: Annotated[
         bool, typer.Option(help="Re-check every row even if this scope was loaded before.")
     ] = False,
-) -> None:
+) -> IngestSummary:
     """Load the 84.51° Complete Journey data (1.47M line items) with COPY, idempotently."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -152,6 +155,7 @@ def ingest_completejourney(
         console.print(f"[red]rejected[/] {n} line(s): {reason}")
     if summary.rejected_file:
         console.print(f"rejected rows written to {summary.rejected_file}")
+    return summary
 
 
 def _mount_optional() -> None:

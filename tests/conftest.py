@@ -86,7 +86,9 @@ def ray_session(service_env: dict[str, str]) -> Iterator[None]:
         include_dashboard=False,
         _temp_dir=tmp,
         logging_level="ERROR",
-        runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("RETAILPULSE_")}},
+        runtime_env={
+            "env_vars": {k: v for k, v in os.environ.items() if k.startswith("RETAILPULSE_")}
+        },
     )
     yield
     ray.shutdown()
@@ -102,3 +104,28 @@ def sample_warehouse(service_env: dict[str, str]) -> dict[str, int]:
     tenant = get_settings().tenant
     ingest_completejourney(tenant=tenant, households=SAMPLE_HOUSEHOLDS)
     return table_counts(tenant=tenant)
+
+
+@pytest.fixture
+def warehouse_env(service_env, tmp_path, monkeypatch) -> Iterator[str]:
+    """A fresh, migrated warehouse database on the session's server, and RETAILPULSE_* at it."""
+    from core import migrate
+    from core.settings import get_settings
+
+    server = service_env["RETAILPULSE_DATABASE_URL"].rsplit("/", 1)[0]
+    name = f"rp_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{server}/{name}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("RETAILPULSE_DATABASE_URL", url)
+    monkeypatch.setenv("RETAILPULSE_HOME", str(tmp_path))
+    monkeypatch.setenv("RETAILPULSE_FEAST_PROJECT", f"rp{uuid.uuid4().hex[:8]}")
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+    from features.store import reset_feature_stores
+
+    reset_feature_stores()
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

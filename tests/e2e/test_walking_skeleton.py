@@ -1,0 +1,73 @@
+"""The whole slice on real services: ingest → features → Tune → MLflow → Ray Serve → HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pandas as pd
+import pytest
+
+from core.services import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def served(sample_warehouse, ray_session):
+    """Features materialized, a tiny Tune run registered as champion, the Serve app running."""
+    from ray import serve
+
+    from features.store import project_for
+    from pipelines.cli_features import materialize
+    from pipelines.cli_train import segmenter
+    from serving.deployments import AppArgs, build_app
+
+    counts = materialize()
+    assert counts["online_customers"] == 100
+    outcome = segmenter(quick=True)
+    assert outcome["promoted"], outcome
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(AppArgs(feast_project=project_for())), name="retailpulse", route_prefix="/")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        yield client, outcome
+    serve.shutdown()
+
+
+def test_served_segment_equals_the_registered_models_prediction(served) -> None:
+    from features.offline import training_frame
+    from training.registry import load_champion
+
+    client, outcome = served
+    model, _, version = load_champion()
+    frame = training_frame(tenant="default").set_index("customer_id")
+    sample = frame.sample(12, random_state=1)
+    expected = model.predict(sample[model.feature_names])
+    for (customer_id, row), want in zip(sample.iterrows(), expected, strict=True):
+        body = client.get(f"/api/v1/customers/{customer_id}/segment").json()
+        assert body["success"] is True, body
+        data = body["data"]
+        assert data["segmentId"] == int(want)
+        assert data["modelVersion"] == version
+        # the online features are the latest offline snapshot of the same customer
+        assert data["features"] == pytest.approx(row[model.feature_names].to_dict())
+
+
+def test_segments_overview_matches_the_champion(served) -> None:
+    client, _ = served
+    body = client.get("/api/v1/analytics/customers/segments").json()
+    assert body["success"] is True
+    segments = body["data"]["segments"]
+    assert sum(s["size"] for s in segments) == body["data"]["customers"] == 100
+    assert pd.Series([s["share"] for s in segments]).sum() == pytest.approx(1.0)
+    assert all(s["label"] for s in segments)
+
+
+def test_bad_requests_get_clear_errors_not_500(served) -> None:
+    client, _ = served
+    unknown = client.get("/api/v1/customers/987654321/segment")
+    assert unknown.status_code == 404
+    assert "987654321" in unknown.json()["error"]["message"]
+    bad = client.get("/api/v1/customers/abc/segment")
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert client.get("/healthz").json()["data"]["status"] == "ok"
+    assert client.get("/docs").status_code == 200

@@ -1,0 +1,135 @@
+"""Feast apply + materialize on a tiny warehouse; our Redis reader must agree with Feast."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+import redis
+from feast.infra.online_stores.helpers import _mmh3, _redis_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+
+from features.names import FEATURE_VIEW, JOIN_KEY, SEGMENTER_FEATURES, SEGMENTER_REFS
+from features.online import OnlineFeatureReader, feature_field, redis_key
+
+pytestmark = pytest.mark.integration
+
+TENANT = "t1"
+
+
+def ts(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+
+@pytest.fixture
+def materialized(warehouse_env):
+    """Three customers' baskets, then `retailpulse features materialize`; yields the project."""
+    from features.store import needs_apply, project_for, reset_feature_stores
+    from pipelines.cli_features import materialize
+
+    baskets = [  # (transaction_id, customer_id, store, timestamp, items, sales, retail_disc)
+        (1, 1, "S1", ts("2024-01-05T10:00"), 3, 30, 2),
+        (2, 1, "S2", ts("2024-02-10T09:00"), 2, 50, 10),
+        (3, 2, "S2", ts("2024-02-15T00:00"), 4, 40, 0),
+        (4, 3, "S1", ts("2024-01-20T12:00"), 1, 10, 0),
+    ]
+    with psycopg.connect(warehouse_env) as conn:
+        for tx, customer, store, when, n, sales, disc in baskets:
+            conn.execute(
+                "INSERT INTO transactions VALUES (%s, %s, %s, %s, %s, 1, %s, %s, %s)",
+                (TENANT, tx, customer, store, when, n, sales, disc),
+            )
+            conn.execute(
+                "INSERT INTO transaction_items (tenant_id, transaction_id, line_no, product_id,"
+                " quantity, sales_value, retail_disc, coupon_disc, coupon_match_disc)"
+                " VALUES (%s, %s, 1, %s, %s, %s, %s, 0, 0)",
+                (TENANT, tx, 100 + customer, n, sales, disc),
+            )
+        conn.commit()
+    counts = materialize(tenant=TENANT)
+    # Snapshots on Feb 1 (customers 1, 3) and just after the last basket (1, 2, 3).
+    assert counts["rfm_rows"] == 5 and counts["snapshots"] == 2
+    assert counts["online_customers"] == 3
+    assert not needs_apply(TENANT)
+    project = project_for(TENANT)
+    yield project
+    client = redis.Redis.from_url(os.environ["RETAILPULSE_REDIS_URL"])
+    stale = list(client.scan_iter(match=b"*" + project.encode()))
+    if stale:
+        client.delete(*stale)
+    reset_feature_stores()
+
+
+def latest_rows(url: str) -> dict[int, dict[str, float]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            f"SELECT DISTINCT ON (customer_id) customer_id, {', '.join(SEGMENTER_FEATURES)}"
+            " FROM customer_rfm WHERE tenant_id = %s ORDER BY customer_id, event_timestamp DESC",
+            (TENANT,),
+        ).fetchall()
+    return {r[0]: dict(zip(SEGMENTER_FEATURES, r[1:], strict=True)) for r in rows}
+
+
+def test_key_and_field_encoding_match_feast():
+    key = EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(int64_val=-42)])
+    assert redis_key(-42, "proj") == _redis_key("proj", key, entity_key_serialization_version=3)
+    assert feature_field(FEATURE_VIEW, "monetary") == _mmh3(f"{FEATURE_VIEW}:monetary")
+
+
+def test_reader_returns_what_feast_serves(warehouse_env, materialized):
+    from features.store import get_feature_store
+
+    reader = OnlineFeatureReader(
+        os.environ["RETAILPULSE_REDIS_URL"], materialized, FEATURE_VIEW, SEGMENTER_FEATURES
+    )
+    store = get_feature_store(TENANT)
+    expected = latest_rows(warehouse_env)
+    assert set(expected) == {1, 2, 3}
+    for customer_id in (1, 2, 3):
+        feast_row = store.get_online_features(
+            features=SEGMENTER_REFS, entity_rows=[{JOIN_KEY: customer_id}]
+        ).to_dict()
+        ours = reader.get(customer_id)
+        assert ours == {name: feast_row[name][0] for name in SEGMENTER_FEATURES}
+        assert ours == pytest.approx(expected[customer_id])
+    assert list(reader.get(1)) == SEGMENTER_FEATURES
+    assert reader.get(1)["frequency"] == 2
+
+
+def test_reader_returns_none_for_unknown_customer(materialized):
+    reader = OnlineFeatureReader(
+        os.environ["RETAILPULSE_REDIS_URL"], materialized, FEATURE_VIEW, SEGMENTER_FEATURES
+    )
+    assert reader.get(987654) is None
+    many = reader.get_many([2, 987654, 1])
+    assert many[1] is None
+    assert many[0] == reader.get(2) and many[2] == reader.get(1)
+    # Another project's reader sees nothing: tenants never share keys.
+    assert (
+        OnlineFeatureReader(
+            os.environ["RETAILPULSE_REDIS_URL"], "other", FEATURE_VIEW, SEGMENTER_FEATURES
+        ).get(1)
+        is None
+    )
+
+
+def test_training_frame_is_point_in_time(warehouse_env, materialized):
+    from features.offline import training_frame
+
+    latest = training_frame(tenant=TENANT)
+    assert latest["customer_id"].tolist() == [1, 2, 3]
+    expected = latest_rows(warehouse_env)
+    for row in latest.to_dict("records"):
+        assert {k: row[k] for k in SEGMENTER_FEATURES} == pytest.approx(
+            expected[row["customer_id"]]
+        )
+
+    # On Feb 10 the Feb 1 snapshot is the newest one: customer 2 had not bought yet,
+    # and customer 1's Feb 10 basket is not counted.
+    feb = training_frame(tenant=TENANT, as_of=ts("2024-02-10T12:00"))
+    assert feb["customer_id"].tolist() == [1, 3]
+    c1 = feb.set_index("customer_id").loc[1]
+    assert c1["frequency"] == 1 and c1["monetary"] == 30
