@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -11,9 +11,7 @@ from rich.table import Table
 
 from core.errors import RetailPulseError
 from core.settings import get_settings
-
-if TYPE_CHECKING:
-    from pipelines.ingest import IngestSummary
+from pipelines.ingest import IngestSummary
 
 console = Console()
 app = typer.Typer(

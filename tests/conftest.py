@@ -45,7 +45,12 @@ def service_env() -> Iterator[dict[str, str]]:
     """RETAILPULSE_* pointing at a fresh database, a Redis db, a private broker and home."""
     home = Path(tempfile.mkdtemp(prefix="rp-test-"))
     name = f"rp_test_{uuid.uuid4().hex[:10]}"
-    env = {"RETAILPULSE_HOME": str(home), "RETAILPULSE_FEAST_PROJECT": f"rp{uuid.uuid4().hex[:8]}"}
+    env = {
+        "RETAILPULSE_HOME": str(home),
+        "RETAILPULSE_FEAST_PROJECT": f"rp{uuid.uuid4().hex[:8]}",
+        # the MLflow registry is global on its server: give the session its own
+        "RETAILPULSE_MLFLOW_DATABASE": f"{name}_mlflow",
+    }
     machine_pg = port_open("127.0.0.1", 5432)
     if machine_pg:
         with psycopg.connect(f"{MACHINE_PG}/postgres", autocommit=True) as conn:

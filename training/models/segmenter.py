@@ -44,6 +44,7 @@ LOG_FEATURES: tuple[str, ...] = (
     "stores_visited",
 )
 
+
 def validate_features(df: pd.DataFrame, feature_names: Sequence[str]) -> pd.DataFrame:
     """Return `df[feature_names]` as float64, or raise ValueError naming the offending column.
 
@@ -190,9 +191,7 @@ class CustomerSegmenter:
                 ("pca", PCA(n_components=self.n_components, random_state=self.random_state)),
                 (
                     "kmeans",
-                    KMeans(
-                        n_clusters=self.k, n_init=self.n_init, random_state=self.random_state
-                    ),
+                    KMeans(n_clusters=self.k, n_init=self.n_init, random_state=self.random_state),
                 ),
             ]
         )

@@ -1,0 +1,170 @@
+"""Segmenter: real Ray Tune grid + MLflow tracking store in a fresh PostgreSQL database.
+
+Uses the session's `ray_session` from tests/conftest.py (one Ray per test session).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from core.settings import get_settings
+from features.names import SEGMENTER_FEATURES
+
+pytestmark = pytest.mark.integration
+
+PG_ADMIN = os.environ.get("RP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+MODEL = "retailpulse-segmenter"
+
+# Mean feature vectors of four customer archetypes, in SEGMENTER_FEATURES order.
+ARCHETYPES = [
+    [5, 120, 6000, 50, 12, 300, 0.10, 0.02, 700, 0.30, 3],  # loyal big spenders
+    [300, 8, 250, 30, 6, 40, 0.10, 0.01, 650, 0.30, 1],  # lapsed
+    [10, 6, 200, 33, 7, 35, 0.12, 0.02, 40, 0.30, 1],  # new
+    [20, 40, 1200, 30, 10, 120, 0.45, 0.20, 500, 0.60, 2],  # deal seekers
+]
+
+
+def make_customers(n_per_group: int = 80, seed: int = 0) -> pd.DataFrame:
+    """Customers around four archetypes; index customer_id, columns SEGMENTER_FEATURES."""
+    rng = np.random.default_rng(seed)
+    x = np.vstack(
+        [np.array(m, float) * rng.lognormal(0, 0.12, (n_per_group, len(m))) for m in ARCHETYPES]
+    )
+    for col in ("discount_share", "coupon_share", "weekend_share"):
+        i = SEGMENTER_FEATURES.index(col)
+        x[:, i] = np.clip(x[:, i], 0, 1)
+    index = pd.Index([f"c{i:04d}" for i in range(len(x))], name="customer_id")
+    return pd.DataFrame(x, columns=SEGMENTER_FEATURES, index=index)
+
+
+@pytest.fixture(scope="module")
+def mlflow_env(tmp_path_factory):
+    """Fresh warehouse + MLflow databases, RETAILPULSE_* pointing at them; dropped afterwards."""
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {exc}")
+    name = f"rp_test_{secrets.token_hex(4)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    home = tmp_path_factory.mktemp("rp_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETAILPULSE_DATABASE_URL", PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+        mp.setenv("RETAILPULSE_MLFLOW_DATABASE", f"{name}_mlflow")  # created by configure_mlflow
+        mp.setenv("RETAILPULSE_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        get_settings.cache_clear()
+        yield {"home": home, "mlflow_db": f"{name}_mlflow"}
+    get_settings.cache_clear()
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+    for db in (f"{name}_mlflow", name):
+        admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def customers() -> pd.DataFrame:
+    return make_customers()
+
+
+@pytest.fixture(scope="module")
+def first_run(ray_session, mlflow_env, customers):
+    """Tune a 2x2 grid, register the best: the first version becomes champion."""
+    from training.config import load_segmenter_config
+    from training.registry import register_and_promote
+    from training.segmenter import tune_segmenter
+
+    cfg = load_segmenter_config(k_values=[3, 4], pca_components=[2, 3], n_init=3)
+    seen = []
+    outcome = tune_segmenter(customers, cfg, tenant="t1", on_trial=seen.append)
+    result = register_and_promote(
+        outcome.run_id, outcome.silhouette, holdout=outcome.holdout, seed=cfg.seed
+    )
+    return outcome, result, seen
+
+
+def test_tune_picks_the_true_k_and_logs_to_mlflow(first_run, mlflow_env):
+    from mlflow import MlflowClient
+
+    outcome, _, seen = first_run
+    assert len(outcome.trials) == 4 and len(seen) == 4
+    assert all(t.error is None and -1 <= t.silhouette <= 1 for t in outcome.trials)
+    assert outcome.best.k == 4  # four archetypes were generated
+
+    client = MlflowClient()
+    parent = client.get_run(outcome.run_id)
+    assert parent.info.run_name == "segmenter-tune"
+    assert parent.data.params["best_k"] == "4"
+    assert parent.data.metrics["silhouette"] == pytest.approx(outcome.silhouette)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{outcome.run_id}'",
+    )
+    assert sorted((r.data.params["k"], r.data.params["n_components"]) for r in children) == [
+        ("3", "2"),
+        ("3", "3"),
+        ("4", "2"),
+        ("4", "3"),
+    ]
+    assert all("silhouette" in r.data.metrics for r in children)
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
+    assert {"profiles.json", "silhouette_by_k.png", "trials.json"} <= artifacts
+    # Artifacts live under RETAILPULSE_HOME, the tracking store in its own database.
+    assert parent.info.artifact_uri.startswith((mlflow_env["home"] / "mlartifacts").as_uri())
+    png = Path(client.download_artifacts(outcome.run_id, "silhouette_by_k.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_first_version_becomes_champion_and_serves_the_same_labels(first_run, customers):
+    from mlflow import MlflowClient
+
+    from training.registry import load_champion, load_version
+
+    outcome, result, _ = first_run
+    assert result["promoted"] is True and result["version"] == "1"
+    assert str(MlflowClient().get_model_version_by_alias(MODEL, "champion").version) == "1"
+
+    model, profiles, version = load_champion()
+    assert version == "1"
+    assert model.feature_names == SEGMENTER_FEATURES
+    np.testing.assert_array_equal(model.predict(customers), outcome.model.predict(customers))
+    assert profiles == outcome.profiles
+    assert sum(p["size"] for p in profiles) == len(customers)
+    assert load_version(1)[2] == "1" and load_version(99) is None
+
+
+def test_worse_run_from_the_cli_is_registered_but_not_promoted(
+    first_run, customers, tmp_path, monkeypatch
+):
+    """Over-segmenting four groups (k=7, 8) scores lower on the same held-back customers."""
+    from mlflow import MlflowClient
+
+    import features.offline
+    from pipelines import cli_train
+    from training.registry import load_champion, register_and_promote
+
+    monkeypatch.setattr(
+        features.offline, "training_frame", lambda *, tenant, as_of=None: customers.reset_index()
+    )
+    cfg = tmp_path / "worse.yaml"
+    cfg.write_text("k_values: [7, 8]\npca_components: [2]\nn_init: 3\nseed: 42\n")
+    summary = cli_train.segmenter(tenant="t1", config=cfg)
+
+    assert summary["best_k"] in (7, 8) and summary["trials"] == 2
+    assert summary["version"] == "2" and summary["promoted"] is False
+    assert "does not beat champion v1" in summary["reason"]
+    assert str(MlflowClient().get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert load_champion()[2] == "1"
+
+    # Without held-back rows the logged metrics are compared; still not better.
+    again = register_and_promote(summary["run_id"], summary["silhouette"])
+    assert again["basis"] == "logged" and again["promoted"] is False
+    assert again["champion_metric"] == pytest.approx(first_run[0].silhouette)

@@ -1,0 +1,169 @@
+"""CustomerSegmenter and its config: no services, generated customers in well-separated groups."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+from sklearn.metrics import adjusted_rand_score
+
+from features.names import SEGMENTER_FEATURES
+from training.config import SegmenterTuneConfig, load_segmenter_config
+from training.models.segmenter import CustomerSegmenter, label_segment, segment_silhouette
+
+# Mean feature vectors of four customer archetypes, in SEGMENTER_FEATURES order.
+ARCHETYPES = {
+    "loyal": [5, 120, 6000, 50, 12, 300, 0.10, 0.02, 700, 0.30, 3],
+    "lapsed": [300, 8, 250, 30, 6, 40, 0.10, 0.01, 650, 0.30, 1],
+    "new": [10, 6, 200, 33, 7, 35, 0.12, 0.02, 40, 0.30, 1],
+    "deal": [20, 40, 1200, 30, 10, 120, 0.45, 0.20, 500, 0.60, 2],
+}
+
+
+def make_customers(n_per_group: int = 60, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Customers drawn around each archetype (multiplicative noise keeps values positive)."""
+    rng = np.random.default_rng(seed)
+    rows, truth = [], []
+    for gid, means in enumerate(ARCHETYPES.values()):
+        m = np.array(means, dtype=float)
+        rows.append(m * rng.lognormal(0.0, 0.12, size=(n_per_group, len(m))))
+        truth += [gid] * n_per_group
+    x = np.vstack(rows)
+    shares = [SEGMENTER_FEATURES.index(c) for c in ("discount_share", "coupon_share")]
+    shares.append(SEGMENTER_FEATURES.index("weekend_share"))
+    x[:, shares] = np.clip(x[:, shares], 0, 1)
+    index = pd.Index([f"c{i:04d}" for i in range(len(x))], name="customer_id")
+    return pd.DataFrame(x, columns=SEGMENTER_FEATURES, index=index), np.array(truth)
+
+
+@pytest.fixture(scope="module")
+def customers() -> tuple[pd.DataFrame, np.ndarray]:
+    return make_customers()
+
+
+@pytest.fixture(scope="module")
+def fitted(customers) -> CustomerSegmenter:
+    df, _ = customers
+    return CustomerSegmenter(k=4, n_components=3, n_init=5, random_state=7).fit(df)
+
+
+def test_recovers_well_separated_groups(customers, fitted):
+    df, truth = customers
+    assert adjusted_rand_score(truth, fitted.predict(df)) > 0.95
+    assert fitted.feature_names == SEGMENTER_FEATURES
+
+
+def test_predict_is_deterministic_and_refit_reproducible(customers, fitted):
+    df, _ = customers
+    first = fitted.predict(df)
+    np.testing.assert_array_equal(first, fitted.predict(df))
+    again = CustomerSegmenter(k=4, n_components=3, n_init=5, random_state=7).fit(df)
+    np.testing.assert_array_equal(first, again.predict(df))
+    assert first.dtype == np.int64 and set(first) == {0, 1, 2, 3}
+
+
+def test_predict_ignores_column_order(customers, fitted):
+    df, _ = customers
+    shuffled = df[list(reversed(SEGMENTER_FEATURES))]
+    np.testing.assert_array_equal(fitted.predict(df), fitted.predict(shuffled))
+
+
+def test_profiles_cover_every_customer_with_labels(customers, fitted):
+    df, truth = customers
+    profiles = fitted.profiles(df)
+    assert [p["id"] for p in profiles] == [0, 1, 2, 3]
+    assert sum(p["size"] for p in profiles) == len(df)
+    assert sum(p["share"] for p in profiles) == pytest.approx(1.0)
+    assert all(set(p["means"]) == set(SEGMENTER_FEATURES) for p in profiles)
+    # Each generated archetype should get the label the documented rule gives it.
+    labels = fitted.predict(df)
+    by_id = {p["id"]: p["label"] for p in profiles}
+    expected = {0: "High-value loyal", 1: "At risk", 2: "New", 3: "Deal seekers"}
+    for gid, label in expected.items():
+        majority = np.bincount(labels[truth == gid]).argmax()
+        assert by_id[majority] == label
+
+
+def test_duplicate_labels_are_disambiguated(customers):
+    df, _ = customers
+    profiles = CustomerSegmenter(k=8, n_components=5, n_init=3).fit(df).profiles(df)
+    names = [p["label"] for p in profiles]
+    assert len(set(names)) == len(names)
+
+
+def test_label_rule_order():
+    pop = dict.fromkeys(SEGMENTER_FEATURES, 1.0)
+    assert label_segment({**pop, "recency_days": 2.0, "monetary": 3.0}, pop) == "At risk"
+    assert label_segment({**pop, "monetary": 2.0, "frequency": 1.5}, pop) == "High-value loyal"
+    assert label_segment({**pop, "frequency": 0.5}, pop) == "Occasional"
+
+
+@pytest.mark.parametrize("column", ["monetary", "stores_visited"])
+def test_missing_column_is_named(customers, fitted, column):
+    df, _ = customers
+    with pytest.raises(ValueError, match=column):
+        fitted.predict(df.drop(columns=[column]))
+    with pytest.raises(ValueError, match=column):
+        CustomerSegmenter(k=3, n_components=2).fit(df.drop(columns=[column]))
+
+
+def test_nan_is_named(customers, fitted):
+    df, _ = customers
+    bad = df.copy()
+    bad.iloc[3, SEGMENTER_FEATURES.index("coupon_share")] = np.nan
+    with pytest.raises(ValueError, match="'coupon_share' has 1 NaN"):
+        fitted.predict(bad)
+    with pytest.raises(ValueError, match="coupon_share"):
+        CustomerSegmenter(k=3, n_components=2).fit(bad)
+
+
+def test_extra_column_negative_value_and_unfitted_are_rejected(customers, fitted):
+    df, _ = customers
+    with pytest.raises(ValueError, match="customer_id"):
+        fitted.predict(df.reset_index())
+    bad = df.copy()
+    bad.iloc[0, SEGMENTER_FEATURES.index("monetary")] = -5.0
+    with pytest.raises(ValueError, match="'monetary' has negative"):
+        fitted.predict(bad)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        CustomerSegmenter().predict(df)
+    with pytest.raises(ValueError, match="n_components"):
+        CustomerSegmenter(k=3, n_components=12)
+
+
+def test_silhouette_prefers_the_true_k(customers):
+    df, truth = customers
+    right = segment_silhouette(df, truth, seed=0)
+    merged = segment_silhouette(df, np.minimum(truth, 1), seed=0)
+    assert right > merged
+    assert segment_silhouette(df, np.zeros(len(df), dtype=int)) == -1.0
+
+
+def test_from_pipeline_round_trip(customers, fitted):
+    df, _ = customers
+    wrapped = CustomerSegmenter.from_pipeline(fitted.pipeline)
+    assert (wrapped.k, wrapped.n_components) == (4, 3)
+    np.testing.assert_array_equal(wrapped.predict(df), fitted.predict(df))
+
+
+def test_config_file_loads_and_overrides():
+    cfg = load_segmenter_config(max_trials=3, k_values=[4, 2, 4])
+    assert cfg.k_values == [2, 4]
+    assert len(cfg.grid()) == 3
+    assert cfg.grid() == load_segmenter_config(max_trials=3, k_values=[2, 4]).grid()
+    full = load_segmenter_config()  # the shipped file: the whole grid, no budget
+    assert len(full.grid()) == len(full.k_values) * len(full.pca_components)
+
+
+def test_config_rejects_unknown_and_invalid_keys(tmp_path):
+    path = tmp_path / "seg.yaml"
+    path.write_text("k_values: [3, 4]\nnum_clusters: 5\n")
+    with pytest.raises(ValidationError, match="num_clusters"):
+        load_segmenter_config(path)
+    with pytest.raises(ValidationError, match="k_values"):
+        SegmenterTuneConfig(k_values=[1, 3])
+    with pytest.raises(ValidationError, match="pca_components"):
+        SegmenterTuneConfig(pca_components=[12])
+    with pytest.raises(ValidationError, match="holdout_fraction"):
+        load_segmenter_config(holdout_fraction=1.5)
