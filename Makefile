@@ -1,4 +1,6 @@
 # RetailPulse: `make demo` and `make test` are all a fresh clone needs.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +11,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	@echo "installing retailpulse and its dependencies into $(VENV) (first time: a few minutes)"
+	$(BIN)/pip install --quiet -e '.[dev]' 2>&1 | { grep -v -e "^WARNING: Location" -e "BuildBackendWarning" || true; }
 	@touch $(STAMP)
 
 install: $(STAMP)

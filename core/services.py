@@ -410,11 +410,12 @@ def status(settings: Settings | None = None) -> list[dict]:
 
 
 def wipe_embedded(settings: Settings | None = None) -> None:
-    """Stop the embedded services and delete their data (used by `services down --purge`)."""
+    """Stop the embedded services and delete their data, MLflow artifacts and Ray results."""
     settings = settings or get_settings()
     stop_embedded(settings)
-    for name in SERVICES:
+    for name in (*SERVICES, "mlartifacts", "ray_results", "rejected"):
         shutil.rmtree(settings.home_dir / name, ignore_errors=True)
+    (settings.home_dir / "services.json").unlink(missing_ok=True)
 
 
 __all__ = ["Endpoints", "get_endpoints", "stop_embedded", "status", "asdict"]

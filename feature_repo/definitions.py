@@ -8,7 +8,6 @@ Feast stores the query in the registry, so applying for tenant A never changes t
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, ValueType
@@ -17,6 +16,7 @@ from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source i
 )
 from feast.types import Float64
 
+from core.tenants import validate_tenant
 from features.names import (
     ENTITY,
     FEATURE_SERVICE,
@@ -46,8 +46,6 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "stores_visited": "Number of distinct stores visited",
 }
 
-_TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
 customer = Entity(
     name=ENTITY,
     join_keys=[JOIN_KEY],
@@ -57,10 +55,9 @@ customer = Entity(
 
 
 def _source_query(tenant: str) -> str:
-    if not _TENANT_RE.match(tenant):
-        raise ValueError(f"tenant {tenant!r} must match {_TENANT_RE.pattern}")
+    validate_tenant(tenant)
     columns = ", ".join([JOIN_KEY, TIMESTAMP_FIELD, "created_at", *SEGMENTER_FEATURES])
-    # The pattern above admits no quote, so the literal cannot break out of the string.
+    # A valid tenant id admits no quote, so the literal cannot break out of the string.
     return f"SELECT {columns} FROM {RFM_TABLE} WHERE tenant_id = '{tenant}'"
 
 

@@ -146,7 +146,7 @@ def ingest_completejourney(
     counts = table_counts(tenant=tenant)
     table = Table("table", "written now", f"rows for tenant {tenant}", title="ingest summary")
     for name, total in counts.items():
-        written = "-" if summary.skipped else str(summary.written.get(name, 0))
+        written = "-" if summary.skipped else f"{summary.written.get(name, 0):,}"
         table.add_row(name, written, f"{total:,}")
     console.print(table)
     for reason, n in summary.rejected.items():
@@ -168,8 +168,18 @@ def _mount_optional() -> None:
 _mount_optional()
 
 
+def _quiet_third_party_warnings() -> None:
+    """Deprecation chatter from libraries we pin is noise to a retailer's data team."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*noload.*loader strategy")
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(feast|mlflow|ray)\.")
+
+
 def main() -> None:
     """Entry point: turns our errors into a one-line message and a non-zero exit."""
+    _quiet_third_party_warnings()
     try:
         app(standalone_mode=True)
     except RetailPulseError as exc:

@@ -260,6 +260,8 @@ def ingest_completejourney(
             on_chunk=lambda n: tick("transaction_items", n, len(items)),
         )
         summary.seconds["copy"] = time.perf_counter() - clock
+        for table in ("transactions", "transaction_items", *_DIM_KEYS):
+            conn.execute(f"ANALYZE {table}")  # planner statistics for what was just loaded
         conn.execute(
             "INSERT INTO ingest_runs (tenant_id, source, scope, counts) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (tenant_id, source, scope) DO UPDATE SET counts = EXCLUDED.counts,"

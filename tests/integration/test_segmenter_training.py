@@ -5,7 +5,6 @@ Uses the session's `ray_session` from tests/conftest.py (one Ray per test sessio
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -16,46 +15,23 @@ import pytest
 
 from core.settings import get_settings
 from features.names import SEGMENTER_FEATURES
+from tests.factories import make_customers
 
 pytestmark = pytest.mark.integration
 
-PG_ADMIN = os.environ.get("RP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 MODEL = "retailpulse-segmenter"
-
-# Mean feature vectors of four customer archetypes, in SEGMENTER_FEATURES order.
-ARCHETYPES = [
-    [5, 120, 6000, 50, 12, 300, 0.10, 0.02, 700, 0.30, 3],  # loyal big spenders
-    [300, 8, 250, 30, 6, 40, 0.10, 0.01, 650, 0.30, 1],  # lapsed
-    [10, 6, 200, 33, 7, 35, 0.12, 0.02, 40, 0.30, 1],  # new
-    [20, 40, 1200, 30, 10, 120, 0.45, 0.20, 500, 0.60, 2],  # deal seekers
-]
-
-
-def make_customers(n_per_group: int = 80, seed: int = 0) -> pd.DataFrame:
-    """Customers around four archetypes; index customer_id, columns SEGMENTER_FEATURES."""
-    rng = np.random.default_rng(seed)
-    x = np.vstack(
-        [np.array(m, float) * rng.lognormal(0, 0.12, (n_per_group, len(m))) for m in ARCHETYPES]
-    )
-    for col in ("discount_share", "coupon_share", "weekend_share"):
-        i = SEGMENTER_FEATURES.index(col)
-        x[:, i] = np.clip(x[:, i], 0, 1)
-    index = pd.Index([f"c{i:04d}" for i in range(len(x))], name="customer_id")
-    return pd.DataFrame(x, columns=SEGMENTER_FEATURES, index=index)
 
 
 @pytest.fixture(scope="module")
-def mlflow_env(tmp_path_factory):
+def mlflow_env(service_env, tmp_path_factory):
     """Fresh warehouse + MLflow databases, RETAILPULSE_* pointing at them; dropped afterwards."""
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {exc}")
+    server = service_env["RETAILPULSE_DATABASE_URL"].rsplit("/", 1)[0]
+    admin = psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=3)
     name = f"rp_test_{secrets.token_hex(4)}"
     admin.execute(f'CREATE DATABASE "{name}"')
     home = tmp_path_factory.mktemp("rp_home")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RETAILPULSE_DATABASE_URL", PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+        mp.setenv("RETAILPULSE_DATABASE_URL", f"{server}/{name}")
         mp.setenv("RETAILPULSE_MLFLOW_DATABASE", f"{name}_mlflow")  # created by configure_mlflow
         mp.setenv("RETAILPULSE_HOME", str(home))
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -72,7 +48,7 @@ def mlflow_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def customers() -> pd.DataFrame:
-    return make_customers()
+    return make_customers(n_per_group=80)[0]
 
 
 @pytest.fixture(scope="module")
