@@ -10,9 +10,10 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet --upgrade pip > /dev/null 2>&1 || true
 	@echo "installing retailpulse and its dependencies into $(VENV) (first time: a few minutes)"
-	$(BIN)/pip install --quiet -e '.[dev]' 2>&1 | { grep -v -e "^WARNING: Location" -e "BuildBackendWarning" || true; }
+	@$(BIN)/pip install --quiet -e '.[dev]' > $(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; echo "install failed (log: $(VENV)/install.log)"; exit 1; }
 	@touch $(STAMP)
 
 install: $(STAMP)

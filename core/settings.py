@@ -21,12 +21,18 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="postgresql://… of the warehouse")
     redis_url: str | None = Field(default=None, description="redis://… of the online store")
     kafka_bootstrap: str | None = Field(default=None, description="host:port of a Kafka broker")
-    tenant: str = Field(default="default", description="Tenant id used when none is given")
+    tenant: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Tenant id used when none is given",
+    )
     feast_project: str = Field(default="retailpulse", description="Feast project name")
     mlflow_database: str = Field(
         default="mlflow", description="Database on the warehouse server that holds MLflow runs"
     )
-    connect_timeout_s: float = Field(default=5.0, description="Timeout probing a service")
+    connect_timeout_s: float = Field(
+        default=3.0, gt=0, description="Seconds to wait for a configured service to answer"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     ray_address: str | None = Field(default=None, description="Ray cluster address (ray://…)")

@@ -12,6 +12,7 @@ from rich.table import Table
 from core.errors import RetailPulseError
 from core.settings import get_settings
 from pipelines.ingest import IngestSummary
+from pipelines.options import TenantOpt
 
 console = Console()
 app = typer.Typer(
@@ -27,11 +28,6 @@ ingest_app = typer.Typer(help="Load data into the warehouse.", no_args_is_help=T
 app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
-
-TenantOpt = Annotated[
-    str | None,
-    typer.Option("--tenant", help="Tenant id (default: RETAILPULSE_TENANT or 'default')."),
-]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -9,17 +9,13 @@ import typer
 from rich.console import Console
 
 from core.settings import get_settings
+from pipelines.options import TenantOpt
 
 console = Console()
 app = typer.Typer(
     help="Feature store: compute customer RFM snapshots, feast apply, materialize to Redis.",
     no_args_is_help=True,
 )
-
-TenantOpt = Annotated[
-    str | None,
-    typer.Option("--tenant", help="Tenant id (default: RETAILPULSE_TENANT or 'default')."),
-]
 
 
 @app.command("apply")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -13,31 +12,10 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from core.ray_runtime import ensure_ray
 from core.settings import get_settings
 
 console = Console()
-
-
-def start_ray(*, dashboard: bool = True) -> str | None:
-    """Connect to RETAILPULSE_RAY_ADDRESS, or start a local 2-CPU Ray; returns the dashboard URL."""
-    import ray
-
-    settings = get_settings()
-    if ray.is_initialized():
-        return None
-    if settings.ray_address:
-        ctx = ray.init(address=settings.ray_address, logging_level="WARNING")
-    else:
-        ctx = ray.init(
-            address="local",
-            num_cpus=os.cpu_count() or 2,
-            include_dashboard=dashboard,
-            dashboard_host="127.0.0.1",
-            logging_level="WARNING",
-            configure_logging=True,
-        )
-    url = getattr(ctx, "dashboard_url", None)
-    return f"http://{url}" if url and not url.startswith("http") else url
 
 
 def deploy(*, port: int | None = None, tenant: str | None = None) -> str:
@@ -69,7 +47,7 @@ def serve_cmd(
     tenant: Annotated[str | None, typer.Option(help="Tenant whose features are served.")] = None,
 ) -> None:
     """Start Ray Serve: the FastAPI ingress and the segmenter, until Ctrl-C."""
-    dashboard = start_ray()
+    dashboard = ensure_ray(dashboard=True)
     base = deploy(port=port, tenant=tenant)
     _where(base, dashboard)
     _wait_forever()
@@ -151,14 +129,15 @@ def demo(
     cli_features.materialize(tenant=tenant, compute=not (ingested.skipped and _has_rfm(tenant)))
 
     _step(5, "train the segmenter (Ray Tune + MLflow)")
+    with console.status("starting Ray"):
+        dashboard = ensure_ray(dashboard=True)
     if load_champion() is not None and not retrain:
         console.print("a champion segmenter exists; skipping (use --retrain to tune again)")
     else:
         cli_train.segmenter(tenant=tenant)
 
     _step(6, "serve (Ray Serve + FastAPI)")
-    with console.status("starting Ray and Serve"):
-        dashboard = start_ray()
+    with console.status("starting Serve"):
         base = deploy(port=port, tenant=tenant)
     customer = _sample_customer(ep.database_url, tenant)
     with httpx.Client(base_url=base, timeout=30) as http:

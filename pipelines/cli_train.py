@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from core.settings import get_settings
+from pipelines.options import TenantOpt
 
 if TYPE_CHECKING:
     from training.segmenter import TrialOutcome, TuneOutcome
@@ -20,11 +21,6 @@ console = Console()
 app = typer.Typer(
     help="Train models with Ray Tune, track and register them in MLflow.", no_args_is_help=True
 )
-
-TenantOpt = Annotated[
-    str | None,
-    typer.Option("--tenant", help="Tenant id (default: RETAILPULSE_TENANT or 'default')."),
-]
 
 # --quick: a smoke-sized search that still exercises the whole path (about a minute here).
 QUICK_OVERRIDES: dict[str, Any] = {"k_values": [3, 4, 5], "pca_components": [3], "n_init": 3}
@@ -92,10 +88,11 @@ def segmenter(
     ] = True,
 ) -> dict[str, Any]:
     """Tune the K-Means + PCA customer segmenter, log it to MLflow, register and promote it."""
+    from core.ray_runtime import ensure_ray
     from features.offline import training_frame
     from training.config import load_segmenter_config
     from training.registry import register_and_promote
-    from training.segmenter import ensure_ray, tune_segmenter
+    from training.segmenter import tune_segmenter
 
     tenant = tenant or get_settings().tenant
     overrides = {**(QUICK_OVERRIDES if quick else {}), "max_trials": max_trials}

@@ -20,6 +20,7 @@ import psycopg
 
 from core.bulk import copy_frame, upsert_frame
 from core.db import connect
+from core.tenants import validate_tenant
 from pipelines.validation import validate_line_items
 
 SOURCE = "completejourney"
@@ -197,6 +198,7 @@ def ingest_completejourney(
     rejected_dir: Path | None = None,
 ) -> IngestSummary:
     """Load Complete Journey for `tenant` (optionally only the first N households)."""
+    validate_tenant(tenant)
     scope = f"households={households or 'all'}"
     summary = IngestSummary(tenant=tenant, scope=scope)
     tick: Progress = progress or (lambda stage, advance, total: None)

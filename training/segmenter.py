@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.ray_runtime import ensure_ray
 from core.settings import get_settings
 from training.config import SegmenterTuneConfig
 from training.models.segmenter import CustomerSegmenter, segment_silhouette, validate_features
@@ -133,16 +134,6 @@ def _progress_callback(on_trial: Callable[[TrialOutcome], None]):
             self._emit(trial, "failed")
 
     return _Progress(on_trial)
-
-
-def ensure_ray() -> None:
-    """Start (or join, with RETAILPULSE_RAY_ADDRESS) Ray unless this process already did."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = get_settings().ray_address or "local"
-    ray.init(address=address, include_dashboard=False, log_to_driver=False)
 
 
 def run_tune(
