@@ -27,9 +27,17 @@ def deploy(*, port: int | None = None, tenant: str | None = None) -> str:
     from serving.deployments import AppArgs, build_app
 
     cfg = load_serve_config(http_port=port)
-    serve.start(http_options={"host": cfg.http_host, "port": cfg.http_port})
+    serve.start(
+        http_options={"host": cfg.http_host, "port": cfg.http_port},
+        logging_config={"log_level": "WARNING"},  # request logs stay in the Ray dashboard
+    )
     app = build_app(AppArgs(feast_project=project_for(tenant)))
-    serve.run(app, name="retailpulse", route_prefix=cfg.route_prefix)
+    serve.run(
+        app,
+        name="retailpulse",
+        route_prefix=cfg.route_prefix,
+        logging_config={"log_level": "WARNING"},
+    )
     return f"http://{cfg.http_host}:{cfg.http_port}"
 
 

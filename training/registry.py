@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ServiceUnavailable
@@ -95,6 +96,10 @@ def configure_mlflow(experiment: str | None = None) -> str:
     `experiment`, creating it with artifacts under `<home_dir>/mlartifacts`. Returns the URI."""
     import mlflow
 
+    # MLflow's store trips a SQLAlchemy 2.1 deprecation and draws download bars in every
+    # replica's log: noise for operators, nothing they can act on.
+    warnings.filterwarnings("ignore", message=r".*``noload`` loader strategy")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = get_settings()
     explicit = os.environ.get("MLFLOW_TRACKING_URI")
     uri = explicit or mlflow_tracking_uri(settings)

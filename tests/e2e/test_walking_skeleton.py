@@ -16,19 +16,16 @@ def served(sample_warehouse, ray_session):
     """Features materialized, a tiny Tune run registered as champion, the Serve app running."""
     from ray import serve
 
-    from features.store import project_for
     from pipelines.cli_features import materialize
+    from pipelines.cli_serve import deploy
     from pipelines.cli_train import segmenter
-    from serving.deployments import AppArgs, build_app
 
     counts = materialize()
     assert counts["online_customers"] == 100
     outcome = segmenter(quick=True)
     assert outcome["promoted"], outcome
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(AppArgs(feast_project=project_for())), name="retailpulse", route_prefix="/")
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+    base = deploy(port=free_port())
+    with httpx.Client(base_url=base, timeout=60) as client:
         yield client, outcome
     serve.shutdown()
 
