@@ -105,6 +105,7 @@ transactions = Table(
     Column("total_discount", Numeric(12, 2), nullable=False),
     PrimaryKeyConstraint("tenant_id", "transaction_id"),
     Index("ix_transactions_customer_ts", "tenant_id", "customer_id", "transaction_timestamp"),
+    postgresql_partition_by="LIST (tenant_id)",  # see core/partitions.py
 )
 
 transaction_items = Table(
@@ -122,6 +123,7 @@ transaction_items = Table(
     # shelf price per unit = (sales_value + retail_disc + coupon_match_disc) / quantity; NULL if qty 0
     Column("unit_price", Numeric(12, 4)),
     PrimaryKeyConstraint("tenant_id", "transaction_id", "line_no"),
+    postgresql_partition_by="LIST (tenant_id)",  # see core/partitions.py
 )
 
 inventory = Table(

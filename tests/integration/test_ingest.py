@@ -57,3 +57,40 @@ def test_tenants_are_isolated(sample_warehouse: dict[str, int]) -> None:
     assert counts["customers"] == 3
     assert summary.written["transactions"] == counts["transactions"] > 0
     assert table_counts(tenant="default") == sample_warehouse
+
+
+def test_first_load_gets_its_own_partition_and_later_loads_append(sample_warehouse) -> None:
+    from core.partitions import has_own_partition
+
+    first = ingest_completejourney(tenant="grows", households=2)
+    with connect() as conn:
+        assert has_own_partition(conn, "transaction_items", "grows")
+        assert has_own_partition(conn, "transactions", "grows")
+    more = ingest_completejourney(tenant="grows", households=4)  # 2 old + 2 new households
+    counts = table_counts(tenant="grows")
+    assert counts["customers"] == 4
+    assert counts["transactions"] == first.written["transactions"] + more.written["transactions"]
+    assert more.written["transactions"] > 0
+    source = load_source(households=4)["transactions"]
+    assert counts["transaction_items"] == len(source)
+    with connect() as conn:  # nothing of this tenant leaked into the default partitions
+        stray = conn.execute(
+            "SELECT count(*) FROM transaction_items_default WHERE tenant_id = 'grows'"
+        ).fetchone()[0]
+    assert stray == 0
+
+
+def test_a_failed_ingest_leaves_nothing_behind(sample_warehouse, monkeypatch) -> None:
+    import pipelines.ingest as ingest
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ingest, "_transactions", broken)  # fails after the items COPY
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        ingest.ingest_completejourney(tenant="doomed", households=2)
+    assert set(table_counts(tenant="doomed").values()) == {0}
+    with connect() as conn:
+        from core.partitions import has_own_partition
+
+        assert not has_own_partition(conn, "transaction_items", "doomed")
