@@ -14,11 +14,14 @@ from rich.panel import Panel
 
 from core.ray_runtime import ensure_ray
 from core.settings import get_settings
+from pipelines.options import TenantOpt
 
 console = Console()
 
 
-def deploy(*, port: int | None = None, tenant: str | None = None) -> str:
+def deploy(
+    *, port: int | None = None, tenant: str | None = None, model_version: str | None = None
+) -> str:
     """Deploy the Serve graph (blocks until healthy) and return the API base URL."""
     from ray import serve
 
@@ -31,7 +34,7 @@ def deploy(*, port: int | None = None, tenant: str | None = None) -> str:
         http_options={"host": cfg.http_host, "port": cfg.http_port},
         logging_config={"log_level": "WARNING"},  # request logs stay in the Ray dashboard
     )
-    app = build_app(AppArgs(feast_project=project_for(tenant)))
+    app = build_app(AppArgs(feast_project=project_for(tenant), model_version=model_version))
     serve.run(
         app,
         name="retailpulse",
@@ -52,11 +55,18 @@ def serve_cmd(
     port: Annotated[
         int | None, typer.Option(help="HTTP port (default from configs/serve.yaml).")
     ] = None,
-    tenant: Annotated[str | None, typer.Option(help="Tenant whose features are served.")] = None,
+    tenant: TenantOpt = None,
+    model_version: Annotated[
+        str | None,
+        typer.Option(help="'champion' (default, from configs/serve.yaml) or a version number."),
+    ] = None,
 ) -> None:
-    """Start Ray Serve: the FastAPI ingress and the segmenter, until Ctrl-C."""
+    """Start Ray Serve: the FastAPI ingress and the segmenter, until Ctrl-C.
+
+    Running it again with another --model-version while it serves switches the model in place.
+    """
     dashboard = ensure_ray(dashboard=True)
-    base = deploy(port=port, tenant=tenant)
+    base = deploy(port=port, tenant=tenant, model_version=model_version)
     _where(base, dashboard)
     _wait_forever()
 

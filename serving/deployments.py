@@ -28,13 +28,14 @@ class Segmenter:
     """One replica of the customer segmenter; holds the model and its training-time profiles."""
 
     def __init__(self, model_version: str = "champion", reload_interval_s: float = 10) -> None:
+        # Serve passes the deployment's user_config to `reconfigure` right after this, and
+        # again whenever only the user_config changes: that is how versions switch in place.
         self._want = model_version
         self._reload_interval_s = reload_interval_s
         self._checked = 0.0
         self._model = None
         self._profiles: list[dict[str, Any]] = []
         self._version: str | None = None
-        self._load()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Switch model version (`{"model_version": "champion" | "<n>"}`) without a restart."""
@@ -140,6 +141,7 @@ class AppArgs(BaseModel):
     redis_url: str | None = None
     feast_project: str | None = None
     config_path: str | None = None
+    model_version: str | None = None  # overrides serve.yaml: "champion" or a version number
 
 
 def build_app(args: AppArgs | dict) -> Application:
@@ -149,6 +151,8 @@ def build_app(args: AppArgs | dict) -> Application:
 
     args = AppArgs.model_validate(args) if isinstance(args, dict) else args
     cfg: ServeConfig = load_serve_config(Path(args.config_path) if args.config_path else None)
+    if args.model_version:
+        cfg.segmenter.model_version = args.model_version
     online = OnlineFeatures(
         redis_url=args.redis_url or get_endpoints().redis_url,
         project=args.feast_project or get_settings().feast_project,
@@ -162,4 +166,4 @@ def build_app(args: AppArgs | dict) -> Application:
         },
     )
     ingress = serve.deployment(Ingress, name="Ingress").options(**cfg.ingress.ray_options())
-    return ingress.bind(segmenter.bind(seg_opts.model_version, seg_opts.reload_interval_s), online)
+    return ingress.bind(segmenter.bind(), online)

@@ -68,3 +68,15 @@ def test_bad_requests_get_clear_errors_not_500(served) -> None:
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
     assert client.get("/healthz").json()["data"]["status"] == "ok"
     assert client.get("/docs").status_code == 200
+
+
+def test_pinning_a_version_switches_the_served_model(served) -> None:
+    from pipelines.cli_serve import deploy
+    from pipelines.cli_train import segmenter
+
+    client, first = served
+    second = segmenter(quick=True)  # registered as a new version, champion or not
+    assert second["version"] != first["version"]
+    deploy(port=client.base_url.port, model_version=str(second["version"]))
+    body = client.get("/api/v1/customers/1/segment").json()
+    assert body["data"]["modelVersion"] == str(second["version"])
