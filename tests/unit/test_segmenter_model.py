@@ -73,6 +73,11 @@ def test_label_rule_order():
     pop = dict.fromkeys(SEGMENTER_FEATURES, 1.0)
     assert label_segment({**pop, "recency_days": 2.0, "monetary": 3.0}, pop) == "At risk"
     assert label_segment({**pop, "monetary": 2.0, "frequency": 1.5}, pop) == "High-value loyal"
+    assert label_segment({**pop, "discount_share": 2.0, "avg_basket_value": 2.0}, pop) == (
+        "Deal seekers"
+    )
+    assert label_segment({**pop, "frequency": 0.6, "avg_basket_value": 1.8}, pop) == "Big-basket"
+    assert label_segment({**pop, "frequency": 1.1}, pop) == "Regular"
     assert label_segment({**pop, "frequency": 0.5}, pop) == "Occasional"
 
 

@@ -10,8 +10,9 @@ relative to the population mean of the frame being profiled (ratio = segment / p
 2. "High-value loyal"  monetary >= 1.5x and frequency >= 1.25x
 3. "New"               tenure_days <= 0.5x
 4. "Deal seekers"      discount_share + coupon_share >= 1.5x
-5. "Regular"           frequency >= 1.0x
-6. "Occasional"        everything else
+5. "Big-basket"        avg_basket_value >= 1.4x (fewer, larger trips: stock-up shoppers)
+6. "Regular"           frequency >= 1.0x
+7. "Occasional"        everything else
 
 Two segments with the same label get " (2)", " (3)" … in id order; an empty segment is "Empty".
 """
@@ -136,6 +137,8 @@ def label_segment(means: dict[str, float], population: dict[str, float]) -> str:
         return "New"
     if promo >= 1.5:
         return "Deal seekers"
+    if r["avg_basket_value"] >= 1.4:
+        return "Big-basket"
     if r["frequency"] >= 1.0:
         return "Regular"
     return "Occasional"
