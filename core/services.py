@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -418,4 +418,4 @@ def wipe_embedded(settings: Settings | None = None) -> None:
     (settings.home_dir / "services.json").unlink(missing_ok=True)
 
 
-__all__ = ["Endpoints", "get_endpoints", "stop_embedded", "status", "asdict"]
+__all__ = ["Endpoints", "get_endpoints", "status", "stop_embedded", "wipe_embedded"]
