@@ -78,10 +78,19 @@ def _probe(name: str, url: str, default_port: int, timeout: float) -> None:
             pass
 
 
+_ANSWERED: set[str] = set()  # configured URLs that answered once in this process
+
+
 def check_reachable(name: str, url: str, default_port: int, timeout: float) -> None:
-    """Raise ServiceUnavailable naming `url` unless the service answers within `timeout`."""
+    """Raise ServiceUnavailable naming `url` unless the service answers within `timeout`.
+
+    A URL is probed once per process: later failures surface from the real connection.
+    """
+    if url in _ANSWERED:
+        return
     try:
         _probe(name, url, default_port, timeout)
+        _ANSWERED.add(url)
     except Exception as exc:
         raise ServiceUnavailable(
             f"{name} at {url} does not answer ({exc.__class__.__name__}: {exc}). "
