@@ -40,6 +40,18 @@ def _restore_env(old: dict[str, str | None]) -> None:
     get_settings.cache_clear()
 
 
+def _drop_online_keys(redis_url: str, project: str) -> None:
+    """Feast keys end with their project name; remove this session's (and its tenants')."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"*{project}*".encode(), count=1000):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def service_env() -> Iterator[dict[str, str]]:
     """RETAILPULSE_* pointing at a fresh database, a Redis db, a private broker and home."""
@@ -70,6 +82,7 @@ def service_env() -> Iterator[dict[str, str]]:
         RETAILPULSE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
     )
     yield env
+    _drop_online_keys(env["RETAILPULSE_REDIS_URL"], env["RETAILPULSE_FEAST_PROJECT"])
     stop_embedded()
     _restore_env(old)
     if machine_pg:
