@@ -63,7 +63,7 @@ def serve_cmd(
 ) -> None:
     """Start Ray Serve: the FastAPI ingress and the segmenter, until Ctrl-C.
 
-    Running it again with another --model-version while it serves switches the model in place.
+    Another --model-version redeploys the segmenter with new replicas (a rolling update).
     """
     dashboard = ensure_ray(dashboard=True)
     base = deploy(port=port, tenant=tenant, model_version=model_version)
@@ -125,6 +125,7 @@ def demo(
     """The whole platform end to end: services, warehouse, features, training, serving."""
     from core import migrate
     from core.services import get_endpoints
+    from features.store import rfm_time_range
     from pipelines import cli, cli_features, cli_train
     from training.registry import load_champion
 
@@ -144,7 +145,8 @@ def demo(
 
     _step(4, "features (RFM in Postgres → Feast → Redis)")
     # New transactions mean new snapshots; after a skipped ingest the snapshots are current.
-    cli_features.materialize(tenant=tenant, compute=not (ingested.skipped and _has_rfm(tenant)))
+    has_rfm = rfm_time_range(tenant)[1] is not None
+    cli_features.materialize(tenant=tenant, compute=not (ingested.skipped and has_rfm))
 
     _step(5, "train the segmenter (Ray Tune + MLflow)")
     with console.status("starting Ray"):
@@ -183,15 +185,6 @@ def _sample_customer(database_url: str, tenant: str) -> int:
             (tenant,),
         ).fetchone()
     if row is None:
+        console.print(f"[bold red]error:[/] tenant {tenant} has no customer features to show")
         raise typer.Exit(1)
     return int(row[0])
-
-
-def _has_rfm(tenant: str) -> bool:
-    from core.db import connect
-
-    with connect() as conn:
-        row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM customer_rfm WHERE tenant_id=%s)", (tenant,)
-        ).fetchone()
-    return bool(row[0])
