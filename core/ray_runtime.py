@@ -41,7 +41,14 @@ def ensure_ray(*, dashboard: bool = False) -> str | None:
 
     if not ray.is_initialized():
         address = get_settings().ray_address
-        options = {"logging_level": "WARNING", "runtime_env": {"env_vars": worker_env()}}
+        # Worker output (Tune trials, Train workers) stays in the Ray dashboard and session
+        # logs: on the driver's terminal it is library noise (e.g. SIGTERM tracebacks of
+        # trial actors being torn down).
+        options = {
+            "logging_level": "WARNING",
+            "log_to_driver": False,
+            "runtime_env": {"env_vars": worker_env()},
+        }
         if address:
             ray.init(address=address, **options)
         else:

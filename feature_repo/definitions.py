@@ -1,101 +1,85 @@
-"""Feast definitions for customer features (declarative: constructing these objects does no I/O).
+"""Feast definitions, built from `features/catalog.py` (declarative: constructing them does no I/O).
 
-Tenancy: one Feast project per tenant (see `features.store.project_for`). The entity key is the
-bare `customer_id`, so each tenant's source must only return that tenant's rows; the tenant is
-therefore part of the source query, and `feature_objects(tenant)` builds the tenant's objects.
-Feast stores the query in the registry, so applying for tenant A never changes tenant B.
+Tenancy: one Feast project per tenant (see `features.store.project_for`). Entity keys are bare
+(`customer_id`, `store_id` × `product_id`), so each tenant's source must only return that
+tenant's rows; the tenant is therefore part of the source query, and `feature_objects(tenant)`
+builds the tenant's objects. Feast stores the query in the registry, so applying for tenant A
+never changes tenant B.
 """
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, ValueType
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
     PostgreSQLSource,
 )
-from feast.types import Float64
+from feast.types import Float64, Int64, String
 
-from core.tenants import validate_tenant
-from features.names import (
-    ENTITY,
-    FEATURE_SERVICE,
-    FEATURE_VIEW,
-    JOIN_KEY,
-    RFM_TABLE,
-    SEGMENTER_FEATURES,
-    SOURCE,
+from features.catalog import (
+    CREATED_FIELD,
+    FEATURE_SERVICES,
+    FEATURE_VIEWS,
     TIMESTAMP_FIELD,
+    EntitySpec,
+    FeatureViewSpec,
 )
 
-# Snapshots are monthly; a year plus a margin keeps last year's customers visible to
-# point-in-time joins while a customer unseen for 400 days reads as "no features".
-RFM_TTL = timedelta(days=400)
+_DTYPES = {"float64": Float64, "int64": Int64, "string": String}
+_KEY_TYPES = {"int64": ValueType.INT64, "string": ValueType.STRING}
 
-FEATURE_DESCRIPTIONS: dict[str, str] = {
-    "recency_days": "Days from the customer's last transaction to the snapshot time",
-    "frequency": "Number of transactions before the snapshot time",
-    "monetary": "Total sales value of those transactions",
-    "avg_basket_value": "Sales value per transaction (monetary / frequency)",
-    "avg_items_per_basket": "Mean item count per transaction",
-    "distinct_products": "Number of distinct products bought",
-    "discount_share": "Retail discount / (sales + retail discount)",
-    "coupon_share": "Share of transactions with a coupon discount",
-    "tenure_days": "Days from the customer's first transaction to the snapshot time",
-    "weekend_share": "Share of transactions on Saturday or Sunday (UTC)",
-    "stores_visited": "Number of distinct stores visited",
-}
-
-customer = Entity(
-    name=ENTITY,
-    join_keys=[JOIN_KEY],
-    value_type=ValueType.INT64,
-    description="A retail customer (Complete Journey household), unique within a tenant",
-)
+FeastObject = Entity | PostgreSQLSource | FeatureView | FeatureService
 
 
-def _source_query(tenant: str) -> str:
-    validate_tenant(tenant)
-    columns = ", ".join([JOIN_KEY, TIMESTAMP_FIELD, "created_at", *SEGMENTER_FEATURES])
-    # A valid tenant id admits no quote, so the literal cannot break out of the string.
-    return f"SELECT {columns} FROM {RFM_TABLE} WHERE tenant_id = '{tenant}'"
+def entity(spec: EntitySpec) -> Entity:
+    """The Feast entity of `spec`."""
+    return Entity(
+        name=spec.name,
+        join_keys=[spec.join_key],
+        value_type=_KEY_TYPES[spec.key_type],
+        description=spec.description,
+    )
 
 
-def customer_rfm_source(tenant: str) -> PostgreSQLSource:
-    """The tenant's rows of the warehouse table `customer_rfm`."""
+def source(spec: FeatureViewSpec, tenant: str) -> PostgreSQLSource:
+    """The tenant's rows of the view's warehouse table."""
     return PostgreSQLSource(
-        name=SOURCE,
-        query=_source_query(tenant),
+        name=spec.source_name,
+        query=spec.source_query(tenant),
         timestamp_field=TIMESTAMP_FIELD,
-        created_timestamp_column="created_at",
-        description=f"Monthly RFM snapshots of tenant {tenant} (features/rfm.py)",
+        created_timestamp_column=CREATED_FIELD,
+        description=f"{spec.description} (table {spec.table}, tenant {tenant})",
         tags={"tenant": tenant},
     )
 
 
-def customer_rfm_fv(tenant: str) -> FeatureView:
-    """RFM and basket-behaviour features per customer."""
+def feature_view(spec: FeatureViewSpec, tenant: str) -> FeatureView:
+    """The Feast FeatureView of `spec` for `tenant`."""
+    key_fields = [Field(name=e.join_key, dtype=_DTYPES[e.key_type]) for e in spec.entities]
     return FeatureView(
-        name=FEATURE_VIEW,
-        entities=[customer],
-        ttl=RFM_TTL,
-        schema=[
-            Field(name=name, dtype=Float64, description=FEATURE_DESCRIPTIONS[name])
-            for name in SEGMENTER_FEATURES
+        name=spec.name,
+        entities=[entity(e) for e in spec.entities],
+        ttl=spec.ttl,
+        schema=key_fields
+        + [
+            Field(name=f.name, dtype=_DTYPES[f.dtype], description=f.description)
+            for f in spec.features
         ],
-        source=customer_rfm_source(tenant),
+        source=source(spec, tenant),
         online=True,
-        description="Customer recency / frequency / monetary and basket behaviour",
-        tags={"tenant": tenant},
+        description=spec.description,
+        tags={"tenant": tenant, **spec.tags},
     )
 
 
-def feature_objects(tenant: str) -> list[Entity | PostgreSQLSource | FeatureView | FeatureService]:
+def feature_objects(tenant: str) -> list[FeastObject]:
     """Every Feast object of `tenant`'s project, in the order `FeatureStore.apply` takes."""
-    fv = customer_rfm_fv(tenant)
-    segmenter = FeatureService(
-        name=FEATURE_SERVICE,
-        features=[fv],
-        description="Inputs of the customer segmenter, version 1",
-    )
-    return [customer, fv.batch_source, fv, segmenter]
+    views = {name: feature_view(spec, tenant) for name, spec in FEATURE_VIEWS.items()}
+    entities = {e.name: entity(e) for spec in FEATURE_VIEWS.values() for e in spec.entities}
+    services = [
+        FeatureService(
+            name=svc.name, features=[views[v.name] for v in svc.views], description=svc.description
+        )
+        for svc in FEATURE_SERVICES.values()
+    ]
+    sources = [fv.batch_source for fv in views.values()]
+    return [*entities.values(), *sources, *views.values(), *services]

@@ -7,22 +7,36 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from core.tenants import validate_tenant
-from features.names import FEATURE_SERVICE, JOIN_KEY, RFM_TABLE, SEGMENTER_FEATURES
+from features.catalog import CUSTOMER_RFM, SEGMENTER_FEATURES, SEGMENTER_V1, FeatureServiceSpec
 from features.store import get_feature_store, rfm_time_range
+
+JOIN_KEY = CUSTOMER_RFM.join_keys[0]
+
+
+def historical_features(
+    service: FeatureServiceSpec, entity_sql: str, *, tenant: str
+) -> pd.DataFrame:
+    """Feast point-in-time join of `service`'s views onto the entity rows `entity_sql` returns.
+
+    `entity_sql` selects the entity's join keys and `event_timestamp`. A query (not a DataFrame)
+    keeps the join fast: Feast uploads a DataFrame entity_df into a fresh table without planner
+    statistics, and PostgreSQL then picks nested loops (minutes on the full data); a query over
+    an ANALYZEd feature table plans as hash joins.
+    """
+    store = get_feature_store(tenant)
+    job = store.get_historical_features(
+        entity_df=entity_sql, features=store.get_feature_service(service.name)
+    )
+    return job.to_df()
 
 
 def _entity_sql(tenant: str, as_of: datetime) -> str:
-    """Entity rows as SQL: customers with a snapshot at or before `as_of`, stamped `as_of`.
-
-    Feast uploads a DataFrame entity_df into a fresh table that has no planner statistics;
-    on the full data PostgreSQL then picks nested loops and the point-in-time join takes
-    minutes. A query over customer_rfm (ANALYZEd after every write) plans as hash joins.
-    """
+    """Entity rows as SQL: customers with a snapshot at or before `as_of`, stamped `as_of`."""
     validate_tenant(tenant)
     stamp = as_of.astimezone(UTC).isoformat()
     return (
         f"SELECT DISTINCT customer_id AS {JOIN_KEY}, timestamptz '{stamp}' AS event_timestamp"
-        f" FROM {RFM_TABLE} WHERE tenant_id = '{tenant}'"
+        f" FROM {CUSTOMER_RFM.table} WHERE tenant_id = '{tenant}'"
         f" AND event_timestamp <= timestamptz '{stamp}'"
     )
 
@@ -42,10 +56,7 @@ def training_frame(*, tenant: str, as_of: datetime | None = None) -> pd.DataFram
         return pd.DataFrame(columns=columns)
     if as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
-    store = get_feature_store(tenant)
-    service = store.get_feature_service(FEATURE_SERVICE)
-    job = store.get_historical_features(entity_df=_entity_sql(tenant, as_of), features=service)
-    frame = job.to_df()
+    frame = historical_features(SEGMENTER_V1, _entity_sql(tenant, as_of), tenant=tenant)
     if frame.empty:
         return pd.DataFrame(columns=columns)
     frame = frame.dropna(subset=SEGMENTER_FEATURES, how="all")

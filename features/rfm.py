@@ -12,7 +12,7 @@ from datetime import datetime
 
 import psycopg
 
-from features.names import SEGMENTER_FEATURES
+from features.catalog import SEGMENTER_FEATURES
 
 # Month ends covered by the data (the first instant of each following month, as long as it is not
 # after the last transaction), plus one snapshot just after the last transaction (truncated to the

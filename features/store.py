@@ -8,7 +8,6 @@ Tenancy: one Feast project per tenant (`project_for`); the settings' tenant uses
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +19,7 @@ from feast import FeatureStore, RepoConfig
 
 from core.db import libpq_url, sqlalchemy_url
 from core.settings import get_settings
-from features.names import FEATURE_VIEW, RFM_TABLE
+from features.catalog import CUSTOMER_RFM, FEATURE_VIEWS, FeatureViewSpec, feast_project
 
 FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
 REGISTRY_SCHEMA = "feast_registry"
@@ -29,9 +28,9 @@ REGISTRY_SCHEMA = "feast_registry"
 def project_for(tenant: str | None = None) -> str:
     """Feast project of `tenant`: the configured project for the settings' tenant, else suffixed."""
     settings = get_settings()
-    if tenant is None or tenant == settings.tenant:
-        return settings.feast_project
-    return f"{settings.feast_project}_{re.sub(r'[^A-Za-z0-9_]', '_', tenant)}"
+    return feast_project(
+        tenant or settings.tenant, base=settings.feast_project, default_tenant=settings.tenant
+    )
 
 
 def service_urls() -> tuple[str, str]:
@@ -128,53 +127,79 @@ def apply_definitions(tenant: str | None = None) -> list[str]:
 
 
 def needs_apply(tenant: str | None = None) -> bool:
-    """Whether the registry lacks the tenant's feature view or holds a different definition."""
+    """Whether the registry lacks one of the tenant's feature views or holds another definition."""
     from feast.errors import FeatureViewNotFoundException
 
-    from feature_repo.definitions import customer_rfm_fv
+    from feature_repo.definitions import feature_view
 
     tenant = tenant or get_settings().tenant
     store = get_feature_store(tenant)
-    try:
-        registered = store.get_feature_view(FEATURE_VIEW, allow_registry_cache=False)
-    except FeatureViewNotFoundException:
-        return True
-    wanted = customer_rfm_fv(tenant)
-    return (
-        [(f.name, f.dtype) for f in registered.features]
-        != [(f.name, f.dtype) for f in wanted.features]
-        or registered.batch_source != wanted.batch_source
-        or registered.ttl != wanted.ttl
-    )
+    for spec in FEATURE_VIEWS.values():
+        try:
+            registered = store.get_feature_view(spec.name, allow_registry_cache=False)
+        except FeatureViewNotFoundException:
+            return True
+        wanted = feature_view(spec, tenant)
+        if (
+            [(f.name, f.dtype) for f in registered.features]
+            != [(f.name, f.dtype) for f in wanted.features]
+            or registered.batch_source != wanted.batch_source
+            or registered.ttl != wanted.ttl
+        ):
+            return True
+    return False
 
 
-def rfm_time_range(tenant: str) -> tuple[datetime | None, datetime | None]:
-    """(oldest, newest) `event_timestamp` in customer_rfm for `tenant`; (None, None) when empty."""
-    database_url, _ = service_urls()
+def table_time_range(
+    table: str, tenant: str, database_url: str | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """(oldest, newest) `event_timestamp` of a feature table for `tenant`; (None, None) if empty
+    or if the table does not exist yet."""
+    database_url = database_url or service_urls()[0]
     with psycopg.connect(libpq_url(database_url)) as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]
+        if exists is None:
+            return None, None
         row = conn.execute(
-            f"SELECT min(event_timestamp), max(event_timestamp) FROM {RFM_TABLE}"
-            " WHERE tenant_id = %s",
+            f"SELECT min(event_timestamp), max(event_timestamp) FROM {table} WHERE tenant_id = %s",
             (tenant,),
         ).fetchone()
     return (row[0], row[1]) if row else (None, None)
 
 
-def materialize(end: datetime | None = None, *, tenant: str | None = None) -> datetime:
-    """Load customer_rfm into Redis up to `end` (default: newest snapshot, else now); returns end.
+def rfm_time_range(tenant: str) -> tuple[datetime | None, datetime | None]:
+    """(oldest, newest) `event_timestamp` in customer_rfm for `tenant`; (None, None) when empty."""
+    return table_time_range(CUSTOMER_RFM.table, tenant)
+
+
+def materialize_view(
+    spec: FeatureViewSpec, end: datetime | None = None, *, tenant: str | None = None
+) -> datetime | None:
+    """Load one view's table into Redis up to `end` (default: its newest row); returns the end,
+    or None when the tenant has no rows for it.
 
     Feast's materialize_incremental starts at now - ttl on its first run, which would skip
     historical data (Complete Journey is from 2017), so the first run materializes from the
-    earliest snapshot explicitly and later runs are incremental.
+    earliest row explicitly and later runs are incremental.
     """
     tenant = tenant or get_settings().tenant
-    oldest, newest = rfm_time_range(tenant)
-    end = end or newest or datetime.now(UTC)
+    oldest, newest = table_time_range(spec.table, tenant)
+    if newest is None:
+        return None
+    end = end or newest
     store = get_feature_store(tenant)
-    fv = store.get_feature_view(FEATURE_VIEW, allow_registry_cache=False)
+    fv = store.get_feature_view(spec.name, allow_registry_cache=False)
     if fv.most_recent_end_time is None:
-        start = oldest or end
-        store.materialize(start_date=start - timedelta(seconds=1), end_date=end)
+        store.materialize(
+            start_date=(oldest or end) - timedelta(seconds=1),
+            end_date=end,
+            feature_views=[spec.name],
+        )
     else:
-        store.materialize_incremental(end_date=end)
+        store.materialize_incremental(end_date=end, feature_views=[spec.name])
     return end
+
+
+def materialize(end: datetime | None = None, *, tenant: str | None = None) -> datetime:
+    """Materialize customer RFM (see `materialize_view`); returns the end (now if no rows)."""
+    return materialize_view(CUSTOMER_RFM, end, tenant=tenant) or end or datetime.now(UTC)

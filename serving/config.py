@@ -25,13 +25,21 @@ class DeploymentOptions(BaseModel):
         }
 
 
-class SegmenterOptions(DeploymentOptions):
-    model_version: str = "champion"
+class ModelOptions(DeploymentOptions):
+    """One entry of the `models:` map: a model deployment and the version it serves."""
+
+    enabled: bool = True
+    model_version: str = Field(
+        default="champion", description="'champion' follows the alias; a number pins a version"
+    )
     reload_interval_s: float = Field(default=10, ge=0)
+
+    def user_config(self) -> dict:
+        return {"model_version": self.model_version, "reload_interval_s": self.reload_interval_s}
 
 
 class ServeConfig(BaseModel):
-    """What `build_app` needs: HTTP binding and per-deployment options."""
+    """What `build_app` needs: HTTP binding, the ingress, and the model deployments."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,7 +47,7 @@ class ServeConfig(BaseModel):
     http_port: int = Field(default=8000, ge=1, le=65535)
     route_prefix: str = "/"
     ingress: DeploymentOptions = DeploymentOptions()
-    segmenter: SegmenterOptions = SegmenterOptions()
+    models: dict[str, ModelOptions] = Field(default_factory=dict)
 
 
 def load_serve_config(path: Path | None = None, **overrides) -> ServeConfig:

@@ -14,7 +14,7 @@ class SegmentProfile(BaseModel):
 
 
 class SegmentsOverview(BaseModel):
-    model: str
+    model: str = Field(description="Registered model name (<tenant>.segmenter)")
     modelVersion: str
     customers: int
     segments: list[SegmentProfile]
@@ -28,7 +28,15 @@ class CustomerSegment(BaseModel):
     features: dict[str, float]
 
 
+class ModelHealth(BaseModel):
+    model: str = Field(description="Model key, e.g. segmenter")
+    registeredName: str | None = Field(None, description="Registry name, <tenant>.<model>")
+    version: str | None = Field(description="Served registry version; null when untrained")
+    ready: bool
+    detail: str | None = None
+
+
 class Health(BaseModel):
-    status: str
-    model: str
-    modelVersion: str | None
+    status: str = Field(description="ok when every deployed model has a version, else degraded")
+    tenant: str
+    models: list[ModelHealth]

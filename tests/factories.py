@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.names import SEGMENTER_FEATURES
+from features.catalog import SEGMENTER_FEATURES
 
 # Mean feature vectors of four customer archetypes, in SEGMENTER_FEATURES order.
 ARCHETYPES = {

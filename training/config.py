@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from features.names import SEGMENTER_FEATURES
+from features.catalog import SEGMENTER_FEATURES
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 SEGMENTER_CONFIG = CONFIG_DIR / "segmenter.yaml"

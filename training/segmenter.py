@@ -20,17 +20,64 @@ import pandas as pd
 from core.ray_runtime import ensure_ray
 from core.settings import get_settings
 from training.config import SegmenterTuneConfig
-from training.models.segmenter import CustomerSegmenter, segment_silhouette, validate_features
-from training.registry import (
-    METRIC,
-    MODEL_ARTIFACT,
-    MODEL_URI_TAG,
-    PROFILES_ARTIFACT,
-    configure_mlflow,
+from training.models.segmenter import (
+    CustomerSegmenter,
+    FastSegmenter,
+    segment_silhouette,
+    validate_features,
 )
+from training.registry import MODEL_ARTIFACT, MODEL_URI_TAG
+from training.specs import SEGMENTER
+from training.tracking import configure_mlflow
 
+METRIC = SEGMENTER.metric
 PLOT_ARTIFACT = "silhouette_by_k.png"
 TRIALS_ARTIFACT = "trials.json"
+PROFILES_ARTIFACT = "profiles.json"
+
+
+@dataclass(frozen=True)
+class SegmenterBundle:
+    """A registered segmenter as serving and scoring use it.
+
+    `model` is the sklearn-backed `CustomerSegmenter` (batch work, re-scoring); `fast` its
+    numpy twin for one row at a time; `profiles` the training-time segment profiles.
+    """
+
+    model: CustomerSegmenter
+    fast: FastSegmenter
+    profiles: list[dict[str, Any]]
+
+    def label(self, segment: int) -> str:
+        return next((p["label"] for p in self.profiles if p["id"] == segment), str(segment))
+
+
+def load_bundle(model_uri: str, run_id: str) -> SegmenterBundle:
+    """The `ModelSpec.load` of the segmenter: pipeline (mlflow.sklearn) + profiles.json."""
+    import mlflow.artifacts
+    import mlflow.sklearn
+
+    model = CustomerSegmenter.from_pipeline(mlflow.sklearn.load_model(model_uri))
+    profiles = mlflow.artifacts.load_dict(f"runs:/{run_id}/{PROFILES_ARTIFACT}")["segments"]
+    return SegmenterBundle(model=model, fast=FastSegmenter(model), profiles=profiles)
+
+
+def holdout_evaluator(
+    holdout: pd.DataFrame, *, sample_size: int | None, seed: int
+) -> Callable[[SegmenterBundle], float]:
+    """The promotion yardstick: silhouette of a bundle's segments on the same held-back rows."""
+
+    def evaluate(bundle: SegmenterBundle) -> float:
+        x = holdout[bundle.model.feature_names]
+        return segment_silhouette(
+            x,
+            bundle.model.predict(x),
+            sample_size=sample_size,
+            seed=seed,
+            feature_names=bundle.model.feature_names,
+        )
+
+    return evaluate
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,9 +17,9 @@ def served(sample_warehouse, ray_session):
     """Features materialized, a tiny Tune run registered as champion, the Serve app running."""
     from ray import serve
 
-    from pipelines.cli_features import materialize
-    from pipelines.cli_serve import deploy
-    from pipelines.cli_train import segmenter
+    from pipelines.jobs.features import materialize
+    from pipelines.jobs.serve import deploy
+    from pipelines.jobs.train import train_segmenter as segmenter
 
     counts = materialize()
     assert counts["online_customers"] == 100
@@ -33,10 +34,15 @@ def served(sample_warehouse, ray_session):
 def test_served_segment_equals_the_registered_models_prediction(served) -> None:
     from features.offline import training_frame
     from training.registry import load_champion
+    from training.specs import SEGMENTER
 
     client, outcome = served
-    model, _, version = load_champion()
+    loaded = load_champion(SEGMENTER, "default")
+    model, version = loaded.model.model, loaded.version
     frame = training_frame(tenant="default").set_index("customer_id")
+    # the numpy path the deployment uses agrees with the sklearn pipeline on every customer
+    every = frame[model.feature_names]
+    np.testing.assert_array_equal(loaded.model.fast.predict(every.to_numpy()), model.predict(every))
     sample = frame.sample(12, random_state=1)
     expected = model.predict(sample[model.feature_names])
     for (customer_id, row), want in zip(sample.iterrows(), expected, strict=True):
@@ -66,17 +72,18 @@ def test_bad_requests_get_clear_errors_not_500(served) -> None:
     assert "987654321" in unknown.json()["error"]["message"]
     bad = client.get("/api/v1/customers/abc/segment")
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
-    assert client.get("/healthz").json()["data"]["status"] == "ok"
+    health = client.get("/healthz").json()["data"]
+    assert {m["model"]: m["ready"] for m in health["models"]}["segmenter"] is True
     assert client.get("/docs").status_code == 200
 
 
 def test_pinning_a_version_switches_the_served_model(served) -> None:
-    from pipelines.cli_serve import deploy
-    from pipelines.cli_train import segmenter
+    from pipelines.jobs.serve import deploy
+    from pipelines.jobs.train import train_segmenter
 
     client, first = served
-    second = segmenter(quick=True)  # registered as a new version, champion or not
+    second = train_segmenter(quick=True)  # registered as a new version, champion or not
     assert second["version"] != first["version"]
-    deploy(port=client.base_url.port, model_version=str(second["version"]))
+    deploy(port=client.base_url.port, model_versions={"segmenter": str(second["version"])})
     body = client.get("/api/v1/customers/1/segment").json()
     assert body["data"]["modelVersion"] == str(second["version"])

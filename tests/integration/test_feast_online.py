@@ -12,8 +12,12 @@ from feast.infra.online_stores.helpers import _mmh3, _redis_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
-from features.names import FEATURE_VIEW, JOIN_KEY, SEGMENTER_FEATURES, SEGMENTER_REFS
-from features.online import OnlineFeatureReader, feature_field, redis_key
+from features.catalog import CUSTOMER_RFM, SEGMENTER_FEATURES
+from features.online import OnlineReader, feature_field
+
+FEATURE_VIEW = CUSTOMER_RFM.name
+JOIN_KEY = "customer_id"
+SEGMENTER_REFS = CUSTOMER_RFM.refs
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +32,7 @@ def ts(day: str) -> datetime:
 def materialized(warehouse_env):
     """Three customers' baskets, then `retailpulse features materialize`; yields the project."""
     from features.store import needs_apply, project_for, reset_feature_stores
-    from pipelines.cli_features import materialize
+    from pipelines.jobs.features import materialize
 
     baskets = [  # (transaction_id, customer_id, store, timestamp, items, sales, retail_disc)
         (1, 1, "S1", ts("2024-01-05T10:00"), 3, 30, 2),
@@ -75,16 +79,29 @@ def latest_rows(url: str) -> dict[int, dict[str, float]]:
 
 def test_key_and_field_encoding_match_feast():
     key = EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(int64_val=-42)])
-    assert redis_key(-42, "proj") == _redis_key("proj", key, entity_key_serialization_version=3)
+    reader = OnlineReader(redis.Redis(), "proj", CUSTOMER_RFM)
+    assert reader.key(-42) == _redis_key("proj", key, entity_key_serialization_version=3)
     assert feature_field(FEATURE_VIEW, "monetary") == _mmh3(f"{FEATURE_VIEW}:monetary")
+
+
+@pytest.mark.parametrize("store,product", [("316", 1000050), ("S-9", -1), ("", 2**40)])
+def test_composite_key_encoding_matches_feast(store: str, product: int):
+    from features.catalog import STORE_PRODUCT_WEEKLY
+
+    key = EntityKey(
+        join_keys=["store_id", "product_id"],
+        entity_values=[Value(string_val=store), Value(int64_val=product)],
+    )
+    reader = OnlineReader(redis.Redis(), "proj", STORE_PRODUCT_WEEKLY)
+    assert reader.key((store, product)) == _redis_key(
+        "proj", key, entity_key_serialization_version=3
+    )
 
 
 def test_reader_returns_what_feast_serves(warehouse_env, materialized):
     from features.store import get_feature_store
 
-    reader = OnlineFeatureReader(
-        os.environ["RETAILPULSE_REDIS_URL"], materialized, FEATURE_VIEW, SEGMENTER_FEATURES
-    )
+    reader = OnlineReader.from_url(os.environ["RETAILPULSE_REDIS_URL"], materialized, CUSTOMER_RFM)
     store = get_feature_store(TENANT)
     expected = latest_rows(warehouse_env)
     assert set(expected) == {1, 2, 3}
@@ -100,18 +117,14 @@ def test_reader_returns_what_feast_serves(warehouse_env, materialized):
 
 
 def test_reader_returns_none_for_unknown_customer(materialized):
-    reader = OnlineFeatureReader(
-        os.environ["RETAILPULSE_REDIS_URL"], materialized, FEATURE_VIEW, SEGMENTER_FEATURES
-    )
+    reader = OnlineReader.from_url(os.environ["RETAILPULSE_REDIS_URL"], materialized, CUSTOMER_RFM)
     assert reader.get(987654) is None
     many = reader.get_many([2, 987654, 1])
     assert many[1] is None
     assert many[0] == reader.get(2) and many[2] == reader.get(1)
     # Another project's reader sees nothing: tenants never share keys.
     assert (
-        OnlineFeatureReader(
-            os.environ["RETAILPULSE_REDIS_URL"], "other", FEATURE_VIEW, SEGMENTER_FEATURES
-        ).get(1)
+        OnlineReader.from_url(os.environ["RETAILPULSE_REDIS_URL"], "other", CUSTOMER_RFM).get(1)
         is None
     )
 

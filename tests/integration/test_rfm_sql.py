@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from features.names import SEGMENTER_FEATURES
+from features.catalog import SEGMENTER_FEATURES
 from features.rfm import compute_customer_rfm
 
 pytestmark = pytest.mark.integration

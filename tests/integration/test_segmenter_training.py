@@ -14,12 +14,12 @@ import psycopg
 import pytest
 
 from core.settings import get_settings
-from features.names import SEGMENTER_FEATURES
+from features.catalog import SEGMENTER_FEATURES
 from tests.factories import make_customers
 
 pytestmark = pytest.mark.integration
 
-MODEL = "retailpulse-segmenter"
+MODEL = "t1.segmenter"  # registered names are per tenant
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +56,18 @@ def first_run(ray_session, mlflow_env, customers):
     """Tune a 2x2 grid, register the best: the first version becomes champion."""
     from training.config import load_segmenter_config
     from training.registry import register_and_promote
-    from training.segmenter import tune_segmenter
+    from training.segmenter import holdout_evaluator, tune_segmenter
+    from training.specs import SEGMENTER
 
     cfg = load_segmenter_config(k_values=[3, 4], pca_components=[2, 3], n_init=3)
     seen = []
     outcome = tune_segmenter(customers, cfg, tenant="t1", on_trial=seen.append)
     result = register_and_promote(
-        outcome.run_id, outcome.silhouette, holdout=outcome.holdout, seed=cfg.seed
+        SEGMENTER,
+        outcome.run_id,
+        outcome.silhouette,
+        tenant="t1",
+        evaluate=holdout_evaluator(outcome.holdout, sample_size=None, seed=cfg.seed),
     )
     return outcome, result, seen
 
@@ -103,18 +108,26 @@ def test_first_version_becomes_champion_and_serves_the_same_labels(first_run, cu
     from mlflow import MlflowClient
 
     from training.registry import load_champion, load_version
+    from training.specs import SEGMENTER
 
     outcome, result, _ = first_run
     assert result["promoted"] is True and result["version"] == "1"
+    assert result["name"] == MODEL
     assert str(MlflowClient().get_model_version_by_alias(MODEL, "champion").version) == "1"
 
-    model, profiles, version = load_champion()
-    assert version == "1"
-    assert model.feature_names == SEGMENTER_FEATURES
-    np.testing.assert_array_equal(model.predict(customers), outcome.model.predict(customers))
-    assert profiles == outcome.profiles
-    assert sum(p["size"] for p in profiles) == len(customers)
-    assert load_version(1)[2] == "1" and load_version(99) is None
+    loaded = load_champion(SEGMENTER, "t1")
+    assert loaded.version == "1" and loaded.name == MODEL
+    bundle = loaded.model
+    assert bundle.model.feature_names == SEGMENTER_FEATURES
+    expected = outcome.model.predict(customers)
+    np.testing.assert_array_equal(bundle.model.predict(customers), expected)
+    np.testing.assert_array_equal(bundle.fast.predict(customers.to_numpy()), expected)
+    assert bundle.profiles == outcome.profiles
+    assert sum(p["size"] for p in bundle.profiles) == len(customers)
+    assert load_version(SEGMENTER, "t1", 1).version == "1"
+    assert load_version(SEGMENTER, "t1", 99) is None
+    # Another tenant's registry entry is its own: nothing promoted there.
+    assert load_champion(SEGMENTER, "t2") is None
 
 
 def test_worse_run_from_the_cli_is_registered_but_not_promoted(
@@ -126,6 +139,7 @@ def test_worse_run_from_the_cli_is_registered_but_not_promoted(
     import features.offline
     from pipelines import cli_train
     from training.registry import load_champion, register_and_promote
+    from training.specs import SEGMENTER
 
     monkeypatch.setattr(
         features.offline, "training_frame", lambda *, tenant, as_of=None: customers.reset_index()
@@ -138,9 +152,9 @@ def test_worse_run_from_the_cli_is_registered_but_not_promoted(
     assert summary["version"] == "2" and summary["promoted"] is False
     assert "does not beat champion v1" in summary["reason"]
     assert str(MlflowClient().get_model_version_by_alias(MODEL, "champion").version) == "1"
-    assert load_champion()[2] == "1"
+    assert load_champion(SEGMENTER, "t1").version == "1"
 
-    # Without held-back rows the logged metrics are compared; still not better.
-    again = register_and_promote(summary["run_id"], summary["silhouette"])
-    assert again["basis"] == "logged" and again["promoted"] is False
+    # Without an evaluator the logged metrics (same window) are compared; still not better.
+    again = register_and_promote(SEGMENTER, summary["run_id"], summary["silhouette"], tenant="t1")
+    assert again["basis"] == "logged on the same window" and again["promoted"] is False
     assert again["champion_metric"] == pytest.approx(first_run[0].silhouette)

@@ -7,31 +7,39 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.api import create_api
+from serving.app import create_api
+from serving.deps import Backends, ModelClient
 
 FEATURES = {"recency_days": 3.0, "frequency": 40.0, "monetary": 1200.0}
 
 
-class InMemoryBackend:
-    """Our SegmentBackend protocol over a dict: the real one reads Redis and calls Ray Serve."""
+class InMemorySegmenter:
+    """The segmenter deployment's interface over fixed answers (the real one loads MLflow)."""
 
     def __init__(self, *, model: bool = True) -> None:
         self.model = model
-        self.features = {42: FEATURES}
+        self.tenants: list[str] = []
 
-    def online_features(self, customer_id: int) -> dict[str, float] | None:
-        return self.features.get(customer_id)
+    def info(self, tenant: str) -> dict[str, Any]:
+        self.tenants.append(tenant)
+        return {
+            "model": "segmenter",
+            "registeredName": f"{tenant}.segmenter",
+            "version": "3" if self.model else None,
+            "trainCommand": "retailpulse train segmenter",
+        }
 
-    async def assign(self, features: dict[str, float]) -> dict[str, Any] | None:
+    def assign(self, tenant: str, features: dict[str, float]) -> dict[str, Any] | None:
+        self.tenants.append(tenant)
         if not self.model:
             return None
         return {"segmentId": 1, "label": "Loyal", "modelVersion": "3"}
 
-    async def overview(self) -> dict[str, Any] | None:
+    def overview(self, tenant: str) -> dict[str, Any] | None:
         if not self.model:
             return None
         return {
-            "model": "retailpulse-segmenter",
+            "model": f"{tenant}.segmenter",
             "modelVersion": "3",
             "customers": 10,
             "segments": [
@@ -41,9 +49,34 @@ class InMemoryBackend:
         }
 
 
+class InMemoryReader:
+    def __init__(self, rows: dict[int, dict[str, float]]) -> None:
+        self.rows = rows
+
+    def get(self, key: int) -> dict[str, float] | None:
+        return self.rows.get(key)
+
+
+class InMemoryFeatures:
+    """OnlineFeatures over a dict: customer 42 exists for every tenant."""
+
+    def reader(self, tenant: str, view: Any) -> InMemoryReader:
+        return InMemoryReader({42: FEATURES})
+
+
+def make_app(segmenter: InMemorySegmenter | None = None, *, models: bool = True):
+    segmenter = segmenter or InMemorySegmenter()
+    backends = Backends(
+        models={"segmenter": ModelClient.local("segmenter", segmenter)} if models else {},
+        features=InMemoryFeatures(),
+        default_tenant="default",
+    )
+    return create_api(backends)
+
+
 @pytest.fixture
 def client() -> TestClient:
-    return TestClient(create_api(InMemoryBackend()))
+    return TestClient(make_app())
 
 
 def test_segment_of_known_customer_is_enveloped(client: TestClient) -> None:
@@ -82,7 +115,7 @@ def test_bad_customer_id_is_422_in_envelope(client: TestClient, bad: str) -> Non
 
 
 def test_no_champion_is_503_naming_the_command() -> None:
-    client = TestClient(create_api(InMemoryBackend(model=False)))
+    client = TestClient(make_app(InMemorySegmenter(model=False)))
     for path in ("/api/v1/customers/42/segment", "/api/v1/analytics/customers/segments"):
         reply = client.get(path)
         assert reply.status_code == 503
@@ -92,7 +125,43 @@ def test_no_champion_is_503_naming_the_command() -> None:
 def test_segments_overview_and_health(client: TestClient) -> None:
     body = client.get("/api/v1/analytics/customers/segments").json()
     assert [s["size"] for s in body["data"]["segments"]] == [6, 4]
-    assert client.get("/healthz").json()["data"]["status"] == "ok"
+    health = client.get("/healthz").json()["data"]
+    assert health["status"] == "ok"
+    assert health["models"] == [
+        {
+            "model": "segmenter",
+            "registeredName": "default.segmenter",
+            "version": "3",
+            "ready": True,
+            "detail": None,
+        }
+    ]
+
+
+def test_health_never_depends_on_a_trained_model() -> None:
+    untrained = TestClient(make_app(InMemorySegmenter(model=False)))
+    reply = untrained.get("/healthz")
+    assert reply.status_code == 200
+    data = reply.json()["data"]
+    assert data["status"] == "degraded"
+    assert data["models"][0]["version"] is None
+    assert "retailpulse train segmenter" in data["models"][0]["detail"]
+    # no model deployed at all: healthy app, nothing to report, routes answer 503
+    bare = TestClient(make_app(models=False))
+    assert bare.get("/healthz").json()["data"] == {"status": "ok", "tenant": "default", "models": []}
+    assert bare.get("/api/v1/analytics/customers/segments").status_code == 503
+
+
+def test_tenant_comes_from_the_header_and_is_validated() -> None:
+    segmenter = InMemorySegmenter()
+    client = TestClient(make_app(segmenter))
+    body = client.get("/api/v1/analytics/customers/segments", headers={"X-Tenant-ID": "acme"}).json()
+    assert body["data"]["model"] == "acme.segmenter"
+    client.get("/api/v1/customers/42/segment")
+    assert segmenter.tenants[-1] == "default"
+    bad = client.get("/api/v1/customers/42/segment", headers={"X-Tenant-ID": "no'quotes"})
+    assert bad.status_code == 422
+    assert "invalid tenant id" in bad.json()["error"]["message"]
 
 
 def test_unknown_route_is_404_in_envelope(client: TestClient) -> None:

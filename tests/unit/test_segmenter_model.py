@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from sklearn.metrics import adjusted_rand_score
 
-from features.names import SEGMENTER_FEATURES
+from features.catalog import SEGMENTER_FEATURES
 from tests.factories import make_customers
 from training.config import SegmenterTuneConfig, load_segmenter_config
 from training.models.segmenter import CustomerSegmenter, label_segment, segment_silhouette
@@ -149,3 +149,17 @@ def test_config_rejects_unknown_and_invalid_keys(tmp_path):
         SegmenterTuneConfig(pca_components=[12])
     with pytest.raises(ValidationError, match="holdout_fraction"):
         load_segmenter_config(holdout_fraction=1.5)
+
+
+@pytest.mark.parametrize("k,n_components", [(2, 1), (4, 3), (6, 11)])
+def test_numpy_path_agrees_with_the_pipeline_on_every_customer(k: int, n_components: int) -> None:
+    from training.models.segmenter import FastSegmenter
+
+    x, _ = make_customers(n_per_group=50, seed=3)
+    model = CustomerSegmenter(k=k, n_components=n_components, n_init=2).fit(x)
+    fast = FastSegmenter(model)
+    np.testing.assert_array_equal(fast.predict(x.to_numpy()), model.predict(x))
+    # one row at a time, from the online store's mapping (any key order)
+    for _, row in x.sample(20, random_state=0).iterrows():
+        shuffled = dict(reversed(list(row.to_dict().items())))
+        assert fast.predict_one(shuffled) == int(model.predict(row.to_frame().T)[0])

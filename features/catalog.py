@@ -1,0 +1,212 @@
+"""The feature catalog: one spec per entity, feature view and feature service.
+
+Everything that names a feature — the Feast definitions in `feature_repo/`, the offline training
+sets, the online reader, the models — takes the names from here, so adding a view touches this
+file and the SQL that fills its table, nothing else. Specs are plain data (no Feast imports):
+serving and training read them without loading Feast.
+
+Naming (DESIGN §3): `<entity>_<topic>_source`, `<entity>_<topic>_fv`, services `<model>_v1`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from core.tenants import validate_tenant
+
+DType = Literal["float64", "int64", "string"]
+TIMESTAMP_FIELD = "event_timestamp"
+CREATED_FIELD = "created_at"
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """A Feast entity: one join key and its value type. A view over several entities (store
+    × product) has a composite key."""
+
+    name: str
+    join_key: str
+    key_type: Literal["int64", "string"]
+    description: str
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    dtype: DType
+    description: str
+
+
+@dataclass(frozen=True)
+class FeatureViewSpec:
+    """One feature view: its entities (one or more), warehouse table, typed features, TTL."""
+
+    entities: tuple[EntitySpec, ...]
+    topic: str
+    table: str
+    features: tuple[FeatureSpec, ...]
+    ttl: timedelta
+    description: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def entity_name(self) -> str:
+        return "_".join(e.name for e in self.entities)
+
+    @property
+    def join_keys(self) -> tuple[str, ...]:
+        return tuple(e.join_key for e in self.entities)
+
+    @property
+    def key_types(self) -> tuple[str, ...]:
+        return tuple(e.key_type for e in self.entities)
+
+    @property
+    def name(self) -> str:
+        return f"{self.entity_name}_{self.topic}_fv"
+
+    @property
+    def source_name(self) -> str:
+        return f"{self.entity_name}_{self.topic}_source"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def refs(self) -> list[str]:
+        """`<view>:<feature>` references, the form Feast's read APIs take."""
+        return [f"{self.name}:{f.name}" for f in self.features]
+
+    def source_query(self, tenant: str) -> str:
+        """The tenant's rows of the view's table (the tenant literal is validated: no quotes)."""
+        validate_tenant(tenant)
+        columns = ", ".join(
+            [*self.join_keys, TIMESTAMP_FIELD, CREATED_FIELD, *self.feature_names]
+        )
+        return f"SELECT {columns} FROM {self.table} WHERE tenant_id = '{tenant}'"
+
+
+@dataclass(frozen=True)
+class FeatureServiceSpec:
+    """The features one model version reads: `<model>_v<n>`."""
+
+    name: str
+    views: tuple[FeatureViewSpec, ...]
+    description: str
+
+    @property
+    def refs(self) -> list[str]:
+        return [ref for view in self.views for ref in view.refs]
+
+
+# ----------------------------------------------------------------------------- entities
+
+CUSTOMER = EntitySpec(
+    "customer",
+    "customer_id",
+    "int64",
+    "A retail customer (Complete Journey household), unique within a tenant",
+)
+STORE = EntitySpec("store", "store_id", "string", "A store of the tenant")
+PRODUCT = EntitySpec("product", "product_id", "int64", "A product of the tenant's catalog")
+
+# ----------------------------------------------------------------------------- customer RFM
+
+
+def _floats(pairs: list[tuple[str, str]]) -> tuple[FeatureSpec, ...]:
+    return tuple(FeatureSpec(name, "float64", text) for name, text in pairs)
+
+
+CUSTOMER_RFM = FeatureViewSpec(
+    entities=(CUSTOMER,),
+    topic="rfm",
+    table="customer_rfm",
+    # Snapshots are monthly; a year plus a margin keeps last year's customers visible to
+    # point-in-time joins while a customer unseen for 400 days reads as "no features".
+    ttl=timedelta(days=400),
+    description="Customer recency / frequency / monetary and basket behaviour",
+    features=_floats(
+        [
+            ("recency_days", "Days from the customer's last transaction to the snapshot time"),
+            ("frequency", "Number of transactions before the snapshot time"),
+            ("monetary", "Total sales value of those transactions"),
+            ("avg_basket_value", "Sales value per transaction (monetary / frequency)"),
+            ("avg_items_per_basket", "Mean item count per transaction"),
+            ("distinct_products", "Number of distinct products bought"),
+            ("discount_share", "Retail discount / (sales + retail discount)"),
+            ("coupon_share", "Share of transactions with a coupon discount"),
+            ("tenure_days", "Days from the customer's first transaction to the snapshot time"),
+            ("weekend_share", "Share of transactions on Saturday or Sunday (UTC)"),
+            ("stores_visited", "Number of distinct stores visited"),
+        ]
+    ),
+)
+
+# ----------------------------------------------------------------------------- store x product
+
+# A weekly row carries its own week's units and the 15 weeks before it: 16 weeks of history,
+# the longest lookback a forecaster may use (MAX_LOOKBACK in training/models/forecaster.py).
+HISTORY_WEEKS = 16
+LAG_FEATURES = [f"units_lag_{k}" for k in range(1, HISTORY_WEEKS)]
+
+STORE_PRODUCT_WEEKLY = FeatureViewSpec(
+    entities=(STORE, PRODUCT),
+    topic="weekly",
+    table="store_product_weekly",
+    # Rows exist only for weeks with sales (a missing week is 0 units); a pair unsold for a
+    # year is not forecast from stale history.
+    ttl=timedelta(days=366),
+    description="Units, prices, discounts, promotion placements and calendar per store x product x week",
+    features=(
+        FeatureSpec("week", "int64", "Retailer week number of this row"),
+        *_floats(
+            [
+                ("units", "Units sold in the week"),
+                ("sales_value", "Sales value in the week"),
+                ("shelf_price", "Mean shelf price per unit before discounts"),
+                ("discount_depth", "Retail discount / (sales value + retail discount)"),
+                ("display", "1 if the product was on an in-store display that week"),
+                ("mailer", "1 if the product was in the weekly mailer that week"),
+                ("week_of_year", "ISO week of the week's end date"),
+                ("holiday", "US federal holidays in the week"),
+            ]
+        ),
+        *_floats(
+            [
+                (name, f"Units sold {name.rsplit('_', 1)[1]} week(s) earlier")
+                for name in LAG_FEATURES
+            ]
+        ),
+    ),
+)
+
+# ----------------------------------------------------------------------------- services
+
+SEGMENTER_V1 = FeatureServiceSpec(
+    "segmenter_v1", (CUSTOMER_RFM,), "Inputs of the customer segmenter, version 1"
+)
+FORECASTER_V1 = FeatureServiceSpec(
+    "forecaster_v1", (STORE_PRODUCT_WEEKLY,), "Inputs of the demand forecaster, version 1"
+)
+
+FEATURE_VIEWS: dict[str, FeatureViewSpec] = {
+    v.name: v for v in (CUSTOMER_RFM, STORE_PRODUCT_WEEKLY)
+}
+FEATURE_SERVICES: dict[str, FeatureServiceSpec] = {s.name: s for s in (SEGMENTER_V1, FORECASTER_V1)}
+ENTITIES: dict[str, EntitySpec] = {
+    e.name: e for v in FEATURE_VIEWS.values() for e in v.entities
+}
+
+# The segmenter's inputs, in the column order of `customer_rfm` and of every vector we hand out.
+SEGMENTER_FEATURES: list[str] = CUSTOMER_RFM.feature_names
+
+
+def feast_project(tenant: str, *, base: str, default_tenant: str) -> str:
+    """Feast project of `tenant`: `base` for the default tenant, else `base_<tenant>`."""
+    if tenant == default_tenant:
+        return base
+    return f"{base}_{re.sub(r'[^A-Za-z0-9_]', '_', tenant)}"

