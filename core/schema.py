@@ -205,3 +205,87 @@ customer_rfm = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant_id", "customer_id", "event_timestamp"),
 )
+
+# ----------------------------------------------------------------------------- demand forecast
+# Filled by pipelines/ingest.py (placements) and features/forecast.py (the rest);
+# docs/forecast-features.md describes the rules.
+
+promotion_placements = Table(
+    "promotion_placements",
+    metadata,
+    _tenant(),
+    Column("store_id", Text, nullable=False),
+    Column("product_id", BigInteger, nullable=False),
+    Column("week", SmallInteger, nullable=False),
+    Column("display_location", Text, nullable=False),  # '0' = not on display
+    Column("mailer_location", Text, nullable=False),  # '0' = not in the mailer
+    PrimaryKeyConstraint("tenant_id", "store_id", "product_id", "week"),
+)
+
+calendar_weeks = Table(
+    "calendar_weeks",
+    metadata,
+    _tenant(),
+    Column("week", SmallInteger, nullable=False),
+    Column("week_start", DateTime(timezone=True), nullable=False),  # inclusive
+    Column("week_end", DateTime(timezone=True), nullable=False),  # exclusive
+    Column("week_of_year", SmallInteger, nullable=False),  # ISO week of the week's last day
+    Column("holiday_count", SmallInteger, nullable=False),
+    Column("holiday_names", Text, nullable=False, server_default=""),
+    PrimaryKeyConstraint("tenant_id", "week"),
+)
+
+# Integer-valued features are bigint: pandas reads them as int64, which Feast accepts for both
+# Int64 and Float64 fields (int32 is rejected for Float64).
+store_product_weekly = Table(
+    "store_product_weekly",
+    metadata,
+    _tenant(),
+    Column("store_id", Text, nullable=False),
+    Column("product_id", BigInteger, nullable=False),
+    Column("week", BigInteger, nullable=False),
+    Column("event_timestamp", DateTime(timezone=True), nullable=False),  # end of the week
+    Column("units", BigInteger, nullable=False),
+    Column("sales_value", Float, nullable=False),
+    Column("shelf_price", Float, nullable=False),
+    Column("discount_depth", Float, nullable=False),
+    Column("display", BigInteger, nullable=False),
+    Column("mailer", BigInteger, nullable=False),
+    Column("week_of_year", BigInteger, nullable=False),
+    Column("holiday", BigInteger, nullable=False),
+    *[Column(f"units_lag_{k}", BigInteger, nullable=False) for k in range(1, 16)],
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "store_id", "product_id", "week"),
+    # a recompute swaps in a fresh partition for its tenant (features/forecast.py)
+    postgresql_partition_by="LIST (tenant_id)",
+)
+
+product_attributes = Table(
+    "product_attributes",
+    metadata,
+    _tenant(),
+    Column("product_id", BigInteger, nullable=False),
+    Column("event_timestamp", DateTime(timezone=True), nullable=False),
+    Column("department", Text, nullable=False),
+    Column("product_category", Text),
+    Column("product_type", Text),
+    Column("brand", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "product_id"),
+)
+
+store_attributes = Table(
+    "store_attributes",
+    metadata,
+    _tenant(),
+    Column("store_id", Text, nullable=False),
+    Column("week", BigInteger, nullable=False),
+    Column("event_timestamp", DateTime(timezone=True), nullable=False),  # end of the week
+    Column("weekly_baskets", Float, nullable=False),
+    Column("mean_basket_value", Float, nullable=False),
+    Column("products_sold", BigInteger, nullable=False),
+    Column("first_week", BigInteger, nullable=False),
+    Column("last_week", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "store_id", "week"),
+)

@@ -19,6 +19,7 @@ from core.tenants import validate_tenant
 
 DType = Literal["float64", "int64", "string"]
 TIMESTAMP_FIELD = "event_timestamp"
+_SQL_TYPES = {"float64": "float8", "int64": "bigint", "string": "text"}
 CREATED_FIELD = "created_at"
 
 
@@ -84,9 +85,9 @@ class FeatureViewSpec:
     def source_query(self, tenant: str) -> str:
         """The tenant's rows of the view's table (the tenant literal is validated: no quotes)."""
         validate_tenant(tenant)
-        columns = ", ".join(
-            [*self.join_keys, TIMESTAMP_FIELD, CREATED_FIELD, *self.feature_names]
-        )
+        # Cast to the declared types: counts are bigint in the warehouse, float64 in the model.
+        casts = [f"{f.name}::{_SQL_TYPES[f.dtype]} AS {f.name}" for f in self.features]
+        columns = ", ".join([*self.join_keys, TIMESTAMP_FIELD, CREATED_FIELD, *casts])
         return f"SELECT {columns} FROM {self.table} WHERE tenant_id = '{tenant}'"
 
 
@@ -184,17 +185,49 @@ STORE_PRODUCT_WEEKLY = FeatureViewSpec(
     ),
 )
 
+PRODUCT_ATTRIBUTES = FeatureViewSpec(
+    entities=(PRODUCT,),
+    topic="attributes",
+    table="product_attributes",
+    ttl=timedelta(days=3650),
+    description="Merchandise hierarchy of a product",
+    features=(
+        FeatureSpec("department", "string", "Department (e.g. GROCERY, PRODUCE)"),
+        FeatureSpec("product_category", "string", "Category within the department"),
+        FeatureSpec("brand", "string", "National or Private brand"),
+    ),
+)
+
+STORE_ATTRIBUTES = FeatureViewSpec(
+    entities=(STORE,),
+    topic="attributes",
+    table="store_attributes",
+    ttl=timedelta(days=366),
+    description="Size and activity of a store, week by week",
+    features=_floats(
+        [
+            ("weekly_baskets", "Baskets per week so far"),
+            ("mean_basket_value", "Mean basket sales value so far"),
+            ("products_sold", "Distinct products sold so far"),
+            ("first_week", "First week with sales"),
+            ("last_week", "Latest week with sales"),
+        ]
+    ),
+)
+
 # ----------------------------------------------------------------------------- services
 
 SEGMENTER_V1 = FeatureServiceSpec(
     "segmenter_v1", (CUSTOMER_RFM,), "Inputs of the customer segmenter, version 1"
 )
 FORECASTER_V1 = FeatureServiceSpec(
-    "forecaster_v1", (STORE_PRODUCT_WEEKLY,), "Inputs of the demand forecaster, version 1"
+    "forecaster_v1",
+    (STORE_PRODUCT_WEEKLY, PRODUCT_ATTRIBUTES, STORE_ATTRIBUTES),
+    "Inputs of the demand forecaster, version 1",
 )
 
 FEATURE_VIEWS: dict[str, FeatureViewSpec] = {
-    v.name: v for v in (CUSTOMER_RFM, STORE_PRODUCT_WEEKLY)
+    v.name: v for v in (CUSTOMER_RFM, STORE_PRODUCT_WEEKLY, PRODUCT_ATTRIBUTES, STORE_ATTRIBUTES)
 }
 FEATURE_SERVICES: dict[str, FeatureServiceSpec] = {s.name: s for s in (SEGMENTER_V1, FORECASTER_V1)}
 ENTITIES: dict[str, EntitySpec] = {

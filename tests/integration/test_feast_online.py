@@ -28,6 +28,10 @@ def ts(day: str) -> datetime:
     return datetime.fromisoformat(day).replace(tzinfo=UTC)
 
 
+def week_of(when: datetime) -> int:
+    return (when - ts("2024-01-01T05:00")).days // 7 + 1
+
+
 @pytest.fixture
 def materialized(warehouse_env):
     """Three customers' baskets, then `retailpulse features materialize`; yields the project."""
@@ -43,8 +47,9 @@ def materialized(warehouse_env):
     with psycopg.connect(warehouse_env) as conn:
         for tx, customer, store, when, n, sales, disc in baskets:
             conn.execute(
-                "INSERT INTO transactions VALUES (%s, %s, %s, %s, %s, 1, %s, %s, %s)",
-                (TENANT, tx, customer, store, when, n, sales, disc),
+                "INSERT INTO transactions VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                # retailer weeks start on Mondays (2024-01-01 is one): week 1, 2, …
+                (TENANT, tx, customer, store, when, week_of(when), n, sales, disc),
             )
             conn.execute(
                 "INSERT INTO transaction_items (tenant_id, transaction_id, line_no, product_id,"
