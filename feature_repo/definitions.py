@@ -16,7 +16,6 @@ from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source i
 from feast.types import Float64, Int64, String
 
 from features.catalog import (
-    CREATED_FIELD,
     FEATURE_SERVICES,
     FEATURE_VIEWS,
     TIMESTAMP_FIELD,
@@ -46,7 +45,7 @@ def source(spec: FeatureViewSpec, tenant: str) -> PostgreSQLSource:
         name=spec.source_name,
         query=spec.source_query(tenant),
         timestamp_field=TIMESTAMP_FIELD,
-        created_timestamp_column=CREATED_FIELD,
+        created_timestamp_column=spec.created_field or "",
         description=f"{spec.description} (table {spec.table}, tenant {tenant})",
         tags={"tenant": tenant},
     )

@@ -52,6 +52,9 @@ class FeatureViewSpec:
     ttl: timedelta
     description: str
     tags: dict[str, str] = field(default_factory=dict)
+    # Rows unique per key and event time need no created-time tie-break; without one Feast's
+    # point-in-time SQL skips a self-join that PostgreSQL plans as nested loops on big views.
+    created_field: str | None = CREATED_FIELD
 
     @property
     def entity_name(self) -> str:
@@ -87,7 +90,8 @@ class FeatureViewSpec:
         validate_tenant(tenant)
         # Cast to the declared types: counts are bigint in the warehouse, float64 in the model.
         casts = [f"{f.name}::{_SQL_TYPES[f.dtype]} AS {f.name}" for f in self.features]
-        columns = ", ".join([*self.join_keys, TIMESTAMP_FIELD, CREATED_FIELD, *casts])
+        created = [self.created_field] if self.created_field else []
+        columns = ", ".join([*self.join_keys, TIMESTAMP_FIELD, *created, *casts])
         return f"SELECT {columns} FROM {self.table} WHERE tenant_id = '{tenant}'"
 
 
@@ -158,9 +162,11 @@ STORE_PRODUCT_WEEKLY = FeatureViewSpec(
     entities=(STORE, PRODUCT),
     topic="weekly",
     table="store_product_weekly",
-    # Rows exist only for weeks with sales (a missing week is 0 units); a pair unsold for a
-    # year is not forecast from stale history.
-    ttl=timedelta(days=366),
+    created_field=None,
+    # Rows exist only for weeks with sales (a missing week is 0 units). A row older than the
+    # history it carries adds nothing: a pair unsold for 16 weeks has an all-zero history, so
+    # it expires (and is not loaded into Redis) after HISTORY_WEEKS.
+    ttl=timedelta(weeks=HISTORY_WEEKS),
     description="Units, prices, discounts, promotion placements and calendar per store x product x week",
     features=(
         FeatureSpec("week", "int64", "Retailer week number of this row"),
@@ -189,6 +195,7 @@ PRODUCT_ATTRIBUTES = FeatureViewSpec(
     entities=(PRODUCT,),
     topic="attributes",
     table="product_attributes",
+    created_field=None,
     ttl=timedelta(days=3650),
     description="Merchandise hierarchy of a product",
     features=(
@@ -202,6 +209,7 @@ STORE_ATTRIBUTES = FeatureViewSpec(
     entities=(STORE,),
     topic="attributes",
     table="store_attributes",
+    created_field=None,
     ttl=timedelta(days=366),
     description="Size and activity of a store, week by week",
     features=_floats(
@@ -230,9 +238,7 @@ FEATURE_VIEWS: dict[str, FeatureViewSpec] = {
     v.name: v for v in (CUSTOMER_RFM, STORE_PRODUCT_WEEKLY, PRODUCT_ATTRIBUTES, STORE_ATTRIBUTES)
 }
 FEATURE_SERVICES: dict[str, FeatureServiceSpec] = {s.name: s for s in (SEGMENTER_V1, FORECASTER_V1)}
-ENTITIES: dict[str, EntitySpec] = {
-    e.name: e for v in FEATURE_VIEWS.values() for e in v.entities
-}
+ENTITIES: dict[str, EntitySpec] = {e.name: e for v in FEATURE_VIEWS.values() for e in v.entities}
 
 # The segmenter's inputs, in the column order of `customer_rfm` and of every vector we hand out.
 SEGMENTER_FEATURES: list[str] = CUSTOMER_RFM.feature_names

@@ -8,6 +8,9 @@ Tenancy: one Feast project per tenant (`project_for`); the settings' tenant uses
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +24,7 @@ from core.db import libpq_url, sqlalchemy_url
 from core.settings import get_settings
 from features.catalog import CUSTOMER_RFM, FEATURE_VIEWS, FeatureViewSpec, feast_project
 
+log = logging.getLogger(__name__)
 FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
 REGISTRY_SCHEMA = "feast_registry"
 
@@ -189,14 +193,15 @@ def materialize_view(
     end = end or newest
     store = get_feature_store(tenant)
     fv = store.get_feature_view(spec.name, allow_registry_cache=False)
-    if fv.most_recent_end_time is None:
-        store.materialize(
-            start_date=(oldest or end) - timedelta(seconds=1),
-            end_date=end,
-            feature_views=[spec.name],
-        )
-    else:
-        store.materialize_incremental(end_date=end, feature_views=[spec.name])
+    # Feast prints a progress banner per view to stdout; ours is the caller's to show.
+    with contextlib.redirect_stdout(io.StringIO()) as banner:
+        if fv.most_recent_end_time is None:
+            # Rows older than the TTL are expired for every reader: don't load them.
+            start = max(oldest or end, end - spec.ttl) - timedelta(seconds=1)
+            store.materialize(start_date=start, end_date=end, feature_views=[spec.name])
+        else:
+            store.materialize_incremental(end_date=end, feature_views=[spec.name])
+    log.info("feast: %s", banner.getvalue().strip())
     return end
 
 

@@ -6,6 +6,7 @@ Only this module imports the `cli_*` modules; they import job functions (`pipeli
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -13,6 +14,7 @@ import typer
 from core.errors import RetailPulseError
 from pipelines import cli_demo, cli_features, cli_ingest, cli_serve, cli_services, cli_train
 from pipelines.console import console
+from pipelines.logs import capture_stderr
 from pipelines.quiet import quiet_third_party
 
 app = typer.Typer(
@@ -30,14 +32,46 @@ app.command("mlflow-ui")(cli_serve.mlflow_ui)
 app.command("demo")(cli_demo.demo)
 
 
+# Long-running commands: library output (Ray, MLflow, Feast, Lightning) goes to a log file.
+LOGGED = {"demo", "train", "serve", "features", "ingest"}
+
+
 def main() -> None:
-    """Entry point: our errors become one clear line and a non-zero exit."""
+    """Entry point: our errors become one clear line and a non-zero exit.
+
+    For long-running commands, everything libraries print to stderr goes to
+    `RETAILPULSE_HOME/logs/<command>-<time>.log`; a failure prints one line and that path.
+    """
+    import click
+
     quiet_third_party()
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    log_path = None
+    if command in LOGGED and not {"--help", "-h"} & set(sys.argv):
+        log_path = capture_stderr(command)
     try:
-        app(standalone_mode=True)
+        # Without standalone mode click returns an Exit's code (or the command's value).
+        code = app(standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show(file=sys.stdout)
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        console.print("aborted")
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
     except RetailPulseError as exc:
         console.print(f"[bold red]error:[/] {exc.message}")
+        if log_path:
+            console.print(f"full log: {log_path}")
         sys.exit(2)
+    except Exception as exc:
+        logging.getLogger("retailpulse").exception("command failed")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        console.print(f"[bold red]error:[/] {type(exc).__name__}: {reason}")
+        console.print(f"full log: {log_path}" if log_path else "")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def demo(
 
     started = time.perf_counter()
     tenant = get_settings().tenant
-    log_path = log_to_file("demo")
+    log_path = log_to_file("demo")  # main() already captured stderr into it
     console.print(f"RetailPulse demo (tenant {tenant}); full log: {log_path}")
 
     def services() -> Any:
@@ -161,5 +161,26 @@ def _sample_customer(database_url: str, tenant: str) -> int:
 
 
 def _sample_posts(database_url: str, tenant: str) -> list[tuple[str, dict[str, Any]]]:
-    """POST requests to show: a demand forecast for a real store and its best sellers."""
-    return []
+    """POST requests to show: a demand forecast for the busiest store's best sellers, plus a
+    product it rarely sells (answered by the flagged fallback)."""
+    from core.db import connect
+
+    with connect(database_url) as conn:
+        store = conn.execute(
+            "SELECT store_id FROM store_product_weekly WHERE tenant_id = %s"
+            " AND week >= (SELECT max(week) - 8 FROM store_product_weekly WHERE tenant_id = %s)"
+            " GROUP BY store_id ORDER BY sum(units) DESC LIMIT 1",
+            (tenant, tenant),
+        ).fetchone()
+        if store is None:
+            return []
+        products = conn.execute(
+            "SELECT product_id, count(*) FROM store_product_weekly WHERE tenant_id = %s"
+            " AND store_id = %s AND week >= (SELECT max(week) - 16 FROM store_product_weekly"
+            " WHERE tenant_id = %s) GROUP BY product_id ORDER BY sum(units) DESC",
+            (tenant, store[0], tenant),
+        ).fetchall()
+    best = [int(p) for p, _ in products[:3]]
+    rare = [int(p) for p, weeks in products if weeks == 1][:1]
+    body = {"storeId": str(store[0]), "productIds": best + rare, "horizon": 4}
+    return [("/api/v1/predictions/demand/forecast", body)]

@@ -145,3 +145,63 @@ def train_all(
 
 
 COMMANDS = {"segmenter": segmenter}
+
+
+@app.command("forecaster")
+def forecaster(
+    tenant: TenantOpt = None,
+    config: ConfigOpt = None,
+    quick: QuickOpt = False,
+    tune: Annotated[
+        bool, typer.Option(help="Search LSTM hyperparameters with Ray Tune + ASHA.")
+    ] = True,
+    challenger: Annotated[
+        bool | None, typer.Option(help="Also judge the TFT challenger (default: not with --quick).")
+    ] = None,
+    promote: PromoteOpt = True,
+) -> dict[str, Any]:
+    """Train the demand forecaster: LSTM on Ray Train vs LightGBM, TFT and naive baselines."""
+    with console.status("forecaster …") as status:
+        summary = jobs.train_forecaster(
+            tenant=tenant,
+            config=config,
+            quick=quick,
+            tune=tune,
+            challenger=challenger,
+            promote=promote,
+            on_step=lambda t: status.update(f"forecaster: {t} …"),
+        )
+    console.print(_forecast_table(summary))
+    _print_promotion(summary)
+    console.print(
+        f"MLflow run {summary['run_id']} ({summary['seconds']} s); "
+        "browse it with `retailpulse mlflow-ui`"
+    )
+    return summary
+
+
+def _forecast_table(summary: dict[str, Any]) -> Table:
+    w = summary["window"]
+    table = Table(
+        title=f"Forecasters on {w['n_series']} series (test: weeks {w['origins']['test'] + 1}.."
+        f"{w['last_week']}; selection on inner validation)"
+    )
+    for col in ("model", "val MASE", "test MASE", "test WAPE", "test MAE", "p10-p90 cover", ""):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    val, test = summary["table"]["inner_validation"], summary["table"]["test"]
+    for name in sorted(test, key=lambda n: val[n]["MASE"]):
+        chosen = name == summary["selected"]
+        table.add_row(
+            name,
+            f"{val[name]['MASE']:.3f}",
+            f"{test[name]['MASE']:.3f}",
+            f"{test[name]['WAPE']:.1f}%",
+            f"{test[name]['MAE']:.3f}",
+            f"{test[name]['coverage_p10_p90']:.1f}%",
+            "[bold green]selected[/]" if chosen else "",
+            style="bold" if chosen else None,
+        )
+    return table
+
+
+COMMANDS["forecaster"] = forecaster

@@ -6,9 +6,9 @@ from fastapi import FastAPI
 
 from serving import envelope
 from serving.deps import Backends
-from serving.routers import health, segments
+from serving.routers import forecast, health, segments
 
-ROUTERS = (health.router, segments.router)
+ROUTERS = (health.router, segments.router, forecast.router)
 
 
 def create_api(backends: Backends) -> FastAPI:

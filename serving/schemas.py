@@ -70,7 +70,9 @@ class ForecastRequest(BaseModel):
             return v
         bad = [q for q in v if q not in ALLOWED_QUANTILES]
         if bad or not v:
-            raise ValueError(f"quantiles must be a non-empty subset of {list(ALLOWED_QUANTILES)}, got {v}")
+            raise ValueError(
+                f"quantiles must be a non-empty subset of {list(ALLOWED_QUANTILES)}, got {v}"
+            )
         return sorted(set(v))
 
     @field_validator("productIds")

@@ -70,11 +70,8 @@ def materialize(
 
 def _compute_forecast_features(database_url: str, tenant: str, step: Any) -> dict[str, Any]:
     """The store x product weekly tables of the forecaster (features/forecast.py)."""
-    try:
-        from features.forecast import compute_forecast_features
-    except ImportError:  # pragma: no cover - the module lands with the forecaster
-        return {}
     from core.db import connect
+    from features.forecast import compute_forecast_features
 
     step(f"computing store x product weekly features for tenant {tenant}")
     with connect(database_url) as conn:

@@ -6,6 +6,7 @@ only written at the end).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +82,65 @@ def train_segmenter(
             outcome.silhouette,
             tenant=tenant,
             evaluate=holdout_evaluator(outcome.holdout, sample_size=cfg.sample_size, seed=cfg.seed),
+        )
+        summary.update({k: result[k] for k in ("name", "version", "promoted", "reason")})
+    return summary
+
+
+def train_forecaster(
+    *,
+    tenant: str | None = None,
+    config: Path | None = None,
+    quick: bool = False,
+    tune: bool = True,
+    challenger: bool | None = None,
+    promote: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Judge naive, mean-4, LightGBM, the LSTM (Ray Tune + Ray Train) and the TFT challenger on
+    the tenant's weeks, refit the one selected on inner validation, log it to MLflow, register
+    it as `<tenant>.forecaster` and promote it if it beats the champion on the same test
+    window. `quick` uses the config's quick profile and skips the TFT challenger."""
+    from core.ray_runtime import ensure_ray
+    from training import registry
+    from training.forecast_run import log_run, run_forecaster
+    from training.forecasting.config import load_forecaster_config
+    from training.specs import FORECASTER
+
+    step = on_step or (lambda text: None)
+    tenant = tenant or get_settings().tenant
+    cfg = load_forecaster_config(config, profile="quick" if quick else None)
+    step("starting Ray")
+    ensure_ray()
+    started = time.perf_counter()
+    run = run_forecaster(
+        tenant=tenant,
+        cfg=cfg,
+        challenger=(not quick) if challenger is None else challenger,
+        tune=tune,
+        on_step=step,
+    )
+    step("logging to MLflow")
+    log_run(run, cfg, tenant=tenant)
+    test = run.table["test"][run.selected]
+    summary: dict[str, Any] = {
+        "model": FORECASTER.key,
+        "tenant": tenant,
+        "selected": run.selected,
+        "table": run.table,
+        "window": run.window,
+        "mase": test["MASE"],
+        "wape": test["WAPE"],
+        "coverage": test.get("coverage_p10_p90"),
+        "run_id": run.run_id,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if promote:
+        step("registering in MLflow")
+        origin, last = run.window["origins"]["test"], run.window["last_week"]
+        window = f"tenant {tenant}: weeks {origin + 1}..{last} from origin {origin}, top {run.window['n_series']} series"
+        result = registry.register_and_promote(
+            FORECASTER, run.run_id, test["MASE"], tenant=tenant, tags={registry.WINDOW_TAG: window}
         )
         summary.update({k: result[k] for k in ("name", "version", "promoted", "reason")})
     return summary

@@ -19,14 +19,18 @@ def served(sample_warehouse, ray_session):
 
     from pipelines.jobs.features import materialize
     from pipelines.jobs.serve import deploy
+    from pipelines.jobs.train import train_forecaster
     from pipelines.jobs.train import train_segmenter as segmenter
 
     counts = materialize()
     assert counts["online_customers"] == 100
     outcome = segmenter(quick=True)
     assert outcome["promoted"], outcome
+    forecast = train_forecaster(quick=True, tune=False, challenger=False)
+    assert forecast["promoted"], forecast
     base = deploy(port=free_port())
     with httpx.Client(base_url=base, timeout=60) as client:
+        client.forecast = forecast  # the forecaster's training summary
         yield client, outcome
     serve.shutdown()
 
@@ -87,3 +91,51 @@ def test_pinning_a_version_switches_the_served_model(served) -> None:
     deploy(port=client.base_url.port, model_versions={"segmenter": str(second["version"])})
     body = client.get("/api/v1/customers/1/segment").json()
     assert body["data"]["modelVersion"] == str(second["version"])
+
+
+def test_forecaster_is_judged_against_its_baselines_in_the_same_run(served) -> None:
+    client, _ = served
+    summary = client.forecast
+    assert summary["window"]["origins"] == {"inner_validation": 36, "test": 44}
+    for split in ("inner_validation", "test"):
+        assert {"naive", "mean4", "lightgbm", "lstm"} <= set(summary["table"][split])
+    val = summary["table"]["inner_validation"]
+    assert summary["selected"] == min(("lstm", "lightgbm"), key=lambda n: val[n]["MASE"])
+
+
+def test_forecast_route_answers_for_a_real_store_with_flagged_fallbacks(served) -> None:
+    import psycopg
+
+    from core.settings import get_settings
+
+    client, _ = served
+    with psycopg.connect(get_settings().database_url) as conn:
+        store, busy = conn.execute(
+            "SELECT store_id, product_id FROM store_product_weekly WHERE tenant_id = 'default'"
+            " AND week > 36 GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 1"
+        ).fetchone()
+        rare = conn.execute(
+            "SELECT product_id FROM store_product_weekly WHERE tenant_id = 'default'"
+            " AND store_id = %s GROUP BY 1 HAVING count(*) = 1 ORDER BY 1 LIMIT 1",
+            (store,),
+        ).fetchone()[0]
+    body = {"storeId": store, "productIds": [busy, rare], "horizon": 3, "quantiles": [0.5]}
+    reply = client.post("/api/v1/predictions/demand/forecast", json=body)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    assert data["modelVersion"] == client.forecast["version"]
+    assert data["originWeek"] == 52  # the newest complete week, not partial week 53
+    first, second = data["forecasts"]
+    assert first["productId"] == busy and first["fallback"] is False
+    assert first["method"] == data["modelKind"] and first["featureTimestamp"]
+    assert second["productId"] == rare and second["fallback"] is True
+    assert "week(s) with sales" in second["reason"]
+    for product in data["forecasts"]:
+        assert [w["week"] for w in product["weeks"]] == [53, 54, 55]
+        assert all(
+            w["p50"] >= 0 and w["p10"] is None and w["p90"] is None for w in product["weeks"]
+        )
+    unknown = client.post("/api/v1/predictions/demand/forecast", json={**body, "storeId": "nope"})
+    assert unknown.status_code == 404 and "'nope'" in unknown.json()["error"]["message"]
+    too_far = client.post("/api/v1/predictions/demand/forecast", json={**body, "horizon": 9})
+    assert too_far.status_code == 422

@@ -50,11 +50,14 @@ class InMemorySegmenter:
 
 
 class InMemoryReader:
-    def __init__(self, rows: dict[int, dict[str, float]]) -> None:
+    def __init__(self, rows: dict[Any, dict[str, Any]]) -> None:
         self.rows = rows
 
-    def get(self, key: int) -> dict[str, float] | None:
+    def get(self, key: Any, **kw: Any) -> dict[str, Any] | None:
         return self.rows.get(key)
+
+    def get_many(self, keys: list[Any], **kw: Any) -> list[dict[str, Any] | None]:
+        return [self.rows.get(k) for k in keys]
 
 
 class InMemoryFeatures:
@@ -148,14 +151,20 @@ def test_health_never_depends_on_a_trained_model() -> None:
     assert "retailpulse train segmenter" in data["models"][0]["detail"]
     # no model deployed at all: healthy app, nothing to report, routes answer 503
     bare = TestClient(make_app(models=False))
-    assert bare.get("/healthz").json()["data"] == {"status": "ok", "tenant": "default", "models": []}
+    assert bare.get("/healthz").json()["data"] == {
+        "status": "ok",
+        "tenant": "default",
+        "models": [],
+    }
     assert bare.get("/api/v1/analytics/customers/segments").status_code == 503
 
 
 def test_tenant_comes_from_the_header_and_is_validated() -> None:
     segmenter = InMemorySegmenter()
     client = TestClient(make_app(segmenter))
-    body = client.get("/api/v1/analytics/customers/segments", headers={"X-Tenant-ID": "acme"}).json()
+    body = client.get(
+        "/api/v1/analytics/customers/segments", headers={"X-Tenant-ID": "acme"}
+    ).json()
     assert body["data"]["model"] == "acme.segmenter"
     client.get("/api/v1/customers/42/segment")
     assert segmenter.tenants[-1] == "default"
@@ -173,3 +182,77 @@ def test_openapi_lists_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "/api/v1/customers/{customerId}/segment" in paths
     assert "/api/v1/analytics/customers/segments" in paths
+
+
+class NoForecaster:
+    def info(self, tenant: str) -> dict[str, Any]:
+        return {"model": "forecaster", "registeredName": f"{tenant}.forecaster", "version": None,
+                "trainCommand": "retailpulse train forecaster"}  # fmt: skip
+
+    def forecast(self, tenant: str, request: dict[str, Any]) -> None:
+        return None
+
+
+class StoreFeatures(InMemoryFeatures):
+    """Store "S1" and product 7 exist; customer 42 as before."""
+
+    def reader(self, tenant: str, view: Any) -> InMemoryReader:
+        rows = {"S1": {"last_week": 52.0}, 7: {"department": "DAIRY"}, ("S1", 7): None}
+        return InMemoryReader({k: v for k, v in rows.items() if v is not None})
+
+    def __init__(self) -> None:
+        pass
+
+
+def forecast_app() -> TestClient:
+    backends = Backends(
+        models={"forecaster": ModelClient.local("forecaster", NoForecaster())},
+        features=StoreFeatures(),
+        default_tenant="default",
+    )
+    return TestClient(create_api(backends))
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"storeId": "S1", "productIds": [7], "horizon": 9}, "horizon"),
+        ({"storeId": "S1", "productIds": [7], "horizon": 0}, "horizon"),
+        ({"storeId": "S1", "productIds": []}, "productIds"),
+        ({"storeId": "S1", "productIds": [7], "quantiles": [0.25]}, "quantiles"),
+        ({"storeId": "S1", "productIds": [7], "extra": 1}, "extra"),
+    ],
+)
+def test_forecast_bad_bodies_are_422_naming_the_field(body: dict, field: str) -> None:
+    reply = forecast_app().post("/api/v1/predictions/demand/forecast", json=body)
+    assert reply.status_code == 422
+    assert reply.json()["error"]["details"]["errors"][0]["field"] == field
+
+
+def test_forecast_horizon_limit_is_named() -> None:
+    reply = forecast_app().post(
+        "/api/v1/predictions/demand/forecast",
+        json={"storeId": "S1", "productIds": [7], "horizon": 9},
+    )
+    assert "8" in reply.json()["error"]["message"]
+
+
+def test_forecast_unknown_store_and_product_are_404_naming_them() -> None:
+    client = forecast_app()
+    store = client.post(
+        "/api/v1/predictions/demand/forecast", json={"storeId": "S9", "productIds": [7]}
+    )
+    assert store.status_code == 404 and "'S9'" in store.json()["error"]["message"]
+    product = client.post(
+        "/api/v1/predictions/demand/forecast", json={"storeId": "S1", "productIds": [7, 8]}
+    )
+    assert product.status_code == 404
+    assert product.json()["error"]["details"] == {"productIds": [8]}
+
+
+def test_forecast_without_a_trained_model_is_503_naming_the_command() -> None:
+    reply = forecast_app().post(
+        "/api/v1/predictions/demand/forecast", json={"storeId": "S1", "productIds": [7]}
+    )
+    assert reply.status_code == 503
+    assert "retailpulse train forecaster" in reply.json()["error"]["message"]

@@ -1,0 +1,85 @@
+"""Model quality under PROTOCOLS (Complete Journey), baselines computed in the same run.
+
+    python bench/quality.py forecaster [--quick]
+
+Prints one JSON object (DESIGN §5): per-model test and inner-validation metrics, the model
+selected by inner-validation MASE, and the ratio of its test MASE to LightGBM's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.ray_runtime import MALLOC_ENV  # noqa: E402
+
+
+def _round(d):
+    if isinstance(d, dict):
+        return {k: _round(v) for k, v in d.items()}
+    return round(d, 4) if isinstance(d, float) else d
+
+
+def forecaster(quick: bool, models: list[str] | None) -> dict:
+    """`forecast_cj`: naive, mean4, LightGBM, LSTM, TFT on test and inner validation."""
+    from training.forecasting.config import load_forecaster_config
+    from training.forecasting.evaluate import MODELS, evaluate_protocol
+    from training.forecasting.panel import protocol_frame
+
+    cfg = load_forecaster_config(profile="quick" if quick else None)
+    start = time.perf_counter()
+    frame = protocol_frame(cfg.n_series)
+    data_s = time.perf_counter() - start
+
+    def progress(split: str, name: str, row: dict) -> None:
+        print(
+            f"{split:>16} {name:>8} MASE {row['MASE']:.3f} WAPE {row['WAPE']:.1f}%", file=sys.stderr
+        )
+
+    table = evaluate_protocol(frame, models or MODELS, cfg, on_row=progress)
+    selected = table["selected"]
+    test = table["test"]
+    ratio = test[selected]["MASE"] / test["lightgbm"]["MASE"] if "lightgbm" in test else None
+    return _round(
+        {
+            "figure": "forecast_quality",
+            "protocol": "forecast_cj (PROTOCOLS §1)",
+            "data": "Complete Journey, top 500 (store, product) series by units in weeks 2..44",
+            "n": table["n_series"] * 8,
+            "profile": "quick" if quick else "default",
+            "value": test[selected]["MASE"],
+            "unit": "MASE (test, origin 44 -> 45..52)",
+            "selected": selected,
+            "selected_by": "MASE on inner validation (origin 36 -> 37..44)",
+            "baseline": "lightgbm",
+            "baseline_value": test.get("lightgbm", {}).get("MASE"),
+            "ratio": ratio,
+            "test": test,
+            "inner_validation": table["inner_validation"],
+            "baselines": {k: test[k] for k in ("naive", "mean4", "lightgbm") if k in test},
+            "seconds": {"data": round(data_s, 1), **table["seconds"]},
+            "lstm_config": cfg.lstm.model_dump(),
+        }
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", choices=["forecaster"])
+    parser.add_argument("--quick", action="store_true", help="the config's quick profile")
+    parser.add_argument("--models", nargs="*", help="subset of models (default: all)")
+    args = parser.parse_args()
+    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        # glibc reads these at start-up only: re-exec once with them (DESIGN §6, 2.5x on CPU torch)
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    print(json.dumps(forecaster(args.quick, args.models), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Demand forecasting: the weekly panel, the protocol metrics, the protocol evaluation."""

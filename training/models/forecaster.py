@@ -1,0 +1,538 @@
+"""LSTM demand forecaster: pure torch, global over series, direct 8-week p10/p50/p90 output.
+
+LSTM(h1) -> Dropout -> LSTM(h2) -> Dropout -> [last state, future known inputs, static
+embeddings, log level] -> Dense(ReLU) -> H x 3. Units are divided by each sample's local level
+(mean of its last 8 weeks + 1, the LightGBM baseline's scaling) so one model fits series of any
+size; outputs are multiplied back. p10/p90 are p50 -/+ softplus(.), so quantiles never cross.
+
+Serving calls `predict_from_history` with plain arrays (units lags, static codes, covariates),
+the same path `predict` uses on a panel, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.forecasting.config import MAX_LOOKBACK, LSTMConfig
+from training.forecasting.panel import Panel, calendar_features
+
+QUANTILES = (0.1, 0.5, 0.9)
+LEVEL_WEEKS = 8
+CONFIG_FILE = "forecaster.json"
+
+
+def _level(units_hist: np.ndarray) -> np.ndarray:
+    return units_hist[:, -LEVEL_WEEKS:].mean(axis=1) + 1.0
+
+
+def _calendar_block(weeks: np.ndarray) -> np.ndarray:
+    """[len(weeks), 3]: holiday count, sin and cos of the week of year."""
+    cal = calendar_features(weeks)
+    angle = 2 * math.pi * cal["week_of_year"] / 52.0
+    return np.column_stack([cal["holiday"], np.sin(angle), np.cos(angle)]).astype(np.float32)
+
+
+def n_step_features(cfg: LSTMConfig) -> int:
+    return 2 + len(cfg.covariates) + (3 if cfg.calendar else 0)
+
+
+def n_future_features(cfg: LSTMConfig) -> int:
+    return len(cfg.future_covariates) + (3 if cfg.calendar else 0)
+
+
+def build_inputs(
+    cfg: LSTMConfig,
+    units_hist: np.ndarray,
+    origin_week: int,
+    covariate_hist: np.ndarray | None = None,
+    future_covariates: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x_hist [n, L, F], x_future [n, H, G], level [n]) from plain arrays.
+
+    units_hist [n, >=L] (most recent week = `origin_week` last); covariate_hist [n, >=L, C] in
+    `cfg.covariates` order; future_covariates [n, H, Cf] in `cfg.future_covariates` order.
+    """
+    lb, h = cfg.lookback, cfg.horizon
+    units_hist = np.asarray(units_hist, dtype=np.float32)
+    if units_hist.ndim != 2 or units_hist.shape[1] < lb:
+        raise ValueError(f"units_hist must be [n, >= {lb}] weeks, got {units_hist.shape}")
+    u = units_hist[:, -lb:]
+    n = u.shape[0]
+    level = _level(u)
+    parts = [u / level[:, None], (u == 0).astype(np.float32)]
+    if cfg.covariates:
+        if covariate_hist is None:
+            raise ValueError(
+                f"covariate_hist [n, L, {len(cfg.covariates)}] required: {cfg.covariates}"
+            )
+        cov = np.asarray(covariate_hist, dtype=np.float32)[:, -lb:, :]
+        if cov.shape != (n, lb, len(cfg.covariates)):
+            raise ValueError(f"covariate_hist must be [n, >={lb}, {len(cfg.covariates)}]")
+        cov = cov.copy()
+        if "shelf_price" in cfg.covariates:  # relative to the window's mean price
+            j = cfg.covariates.index("shelf_price")
+            cov[:, :, j] /= cov[:, :, j].mean(axis=1, keepdims=True) + 1e-3
+        parts.extend(cov[:, :, j] for j in range(cov.shape[2]))
+    past_weeks = np.arange(origin_week - lb + 1, origin_week + 1)
+    future_weeks = np.arange(origin_week + 1, origin_week + h + 1)
+    if cfg.calendar:
+        cal = _calendar_block(past_weeks)
+        parts.extend(np.broadcast_to(cal[None, :, j], (n, lb)) for j in range(cal.shape[1]))
+    x_hist = np.stack(parts, axis=-1).astype(np.float32)
+
+    fut_parts = []
+    if cfg.future_covariates:
+        if future_covariates is None:
+            raise ValueError(f"future_covariates [n, H, {len(cfg.future_covariates)}] required")
+        fut = np.asarray(future_covariates, dtype=np.float32)
+        if fut.shape != (n, h, len(cfg.future_covariates)):
+            raise ValueError(f"future_covariates must be [n, {h}, {len(cfg.future_covariates)}]")
+        fut_parts.append(fut)
+    if cfg.calendar:
+        fut_parts.append(np.broadcast_to(_calendar_block(future_weeks)[None], (n, h, 3)))
+    x_future = (
+        np.concatenate(fut_parts, axis=-1).astype(np.float32)
+        if fut_parts
+        else np.zeros((n, h, 0), np.float32)
+    )
+    return x_hist, x_future, level
+
+
+class LSTMNet(nn.Module):
+    """Two stacked LSTMs and a dense head with one output per horizon step and quantile."""
+
+    def __init__(self, cfg: LSTMConfig, vocab_sizes: list[int]) -> None:
+        super().__init__()
+        self.horizon = cfg.horizon
+        self.lstm1 = nn.LSTM(n_step_features(cfg), cfg.hidden1, batch_first=True)
+        self.drop1 = nn.Dropout(cfg.dropout)
+        self.lstm2 = nn.LSTM(cfg.hidden1, cfg.hidden2, batch_first=True)
+        self.drop2 = nn.Dropout(cfg.dropout)
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(v, min(cfg.embedding_dim, max(1, v // 2))) for v in vocab_sizes
+        )
+        n_head = (
+            cfg.hidden2
+            + cfg.horizon * n_future_features(cfg)
+            + sum(e.embedding_dim for e in self.embeddings)
+            + 1
+        )
+        self.dense = nn.Sequential(nn.Linear(n_head, cfg.dense), nn.ReLU())
+        self.out = nn.Linear(cfg.dense, cfg.horizon * len(QUANTILES))
+
+    def forward(
+        self,
+        x_hist: torch.Tensor,
+        x_future: torch.Tensor,
+        static: torch.Tensor,
+        log_level: torch.Tensor,
+    ) -> torch.Tensor:
+        """Scaled quantiles [B, H, 3], ordered p10 <= p50 <= p90."""
+        z, _ = self.lstm1(x_hist)
+        z, _ = self.lstm2(self.drop1(z))
+        head = [self.drop2(z[:, -1]), x_future.flatten(1), log_level[:, None]]
+        head.extend(emb(static[:, i]) for i, emb in enumerate(self.embeddings))
+        o = self.out(self.dense(torch.cat(head, dim=1))).view(-1, self.horizon, len(QUANTILES))
+        mid = o[..., 1]
+        lo = mid - nn.functional.softplus(o[..., 0])
+        hi = mid + nn.functional.softplus(o[..., 2])
+        return torch.stack([lo, mid, hi], dim=-1)
+
+
+def pinball_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, loss: str = "pinball"
+) -> torch.Tensor:
+    """Mean quantile loss over unmasked cells; `pinball_p50` doubles the median's weight."""
+    q = torch.tensor(QUANTILES, dtype=pred.dtype, device=pred.device)
+    w = torch.tensor(
+        [1.0, 2.0 if loss == "pinball_p50" else 1.0, 1.0], dtype=pred.dtype, device=pred.device
+    )
+    err = target[..., None] - pred
+    per = torch.maximum(q * err, (q - 1) * err) * w
+    m = mask[..., None].to(pred.dtype)
+    return (per * m).sum() / (m.sum() * w.sum() / len(QUANTILES)).clamp_min(1.0)
+
+
+@dataclass
+class Windows:
+    """Training samples: history, future known inputs, static codes, level, scaled targets."""
+
+    x_hist: np.ndarray
+    x_future: np.ndarray
+    static: np.ndarray
+    level: np.ndarray
+    y: np.ndarray  # scaled targets [N, H]
+    mask: np.ndarray  # [N, H] 1 where the target week is usable
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def shard(self, rank: int, world: int) -> Windows:
+        """Every `world`-th sample from `rank` (data-parallel workers)."""
+        return Windows(**{k: v[rank::world] for k, v in self.__dict__.items()})
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool, seed: int = 0
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Tensors in `batch_size` chunks (a seeded shuffle when asked)."""
+        order = (
+            np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        )
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield {
+                "x_hist": torch.from_numpy(self.x_hist[idx]),
+                "x_future": torch.from_numpy(self.x_future[idx]),
+                "static": torch.from_numpy(self.static[idx]),
+                "log_level": torch.from_numpy(np.log(self.level[idx])),
+                "y": torch.from_numpy(self.y[idx]),
+                "mask": torch.from_numpy(self.mask[idx]),
+            }
+
+
+def _panel_arrays(panel: Panel, cfg: LSTMConfig, col: int) -> dict[str, np.ndarray | None]:
+    """Inputs for origin column `col` of every series, as `predict_from_history` takes them."""
+    lb, h = cfg.lookback, cfg.horizon
+    cov = fut = None
+    if cfg.covariates:
+        idx = [panel.covariate_names.index(c) for c in cfg.covariates]
+        cov = panel.covariates[:, col - lb + 1 : col + 1][:, :, idx]
+    if cfg.future_covariates:
+        idx = [panel.covariate_names.index(c) for c in cfg.future_covariates]
+        fut = np.zeros((panel.n_series, h, len(idx)), np.float32)
+        avail = panel.covariates[:, col + 1 : col + 1 + h][:, :, idx]
+        fut[:, : avail.shape[1]] = avail  # beyond the panel: no promotion known
+    return {
+        "units_hist": panel.units[:, col - lb + 1 : col + 1],
+        "covariate_hist": cov,
+        "future_covariates": fut,
+    }
+
+
+def _static_codes(panel: Panel, names: list[str]) -> np.ndarray:
+    if not names:
+        return np.zeros((panel.n_series, 0), np.int64)
+    return np.column_stack([panel.static[n] for n in names]).astype(np.int64)
+
+
+def make_windows(
+    panel: Panel, cfg: LSTMConfig, origin_cols: range | list[int], last_target_col: int
+) -> Windows:
+    """One sample per (series, origin column); targets after `last_target_col` are masked."""
+    parts: list[Windows] = []
+    static = _static_codes(panel, cfg.static)
+    for col in origin_cols:
+        arrays = _panel_arrays(panel, cfg, col)
+        x_hist, x_future, level = build_inputs(cfg, origin_week=int(panel.weeks[col]), **arrays)
+        y = np.zeros((panel.n_series, cfg.horizon), np.float32)
+        mask = np.zeros_like(y)
+        for k in range(cfg.horizon):
+            t = col + 1 + k
+            if t <= last_target_col and t < panel.units.shape[1]:
+                y[:, k] = panel.units[:, t] / level
+                mask[:, k] = 1.0
+        parts.append(Windows(x_hist, x_future, static, level.astype(np.float32), y, mask))
+    return Windows(
+        **{k: np.concatenate([getattr(p, k) for p in parts]) for k in Windows.__dataclass_fields__}
+    )
+
+
+def split_windows(panel: Panel, cfg: LSTMConfig, train_end_week: int) -> tuple[Windows, Windows]:
+    """(train, validation): validation = origins in the last `val_weeks` before train_end with
+    their targets up to train_end; training targets stop where validation begins."""
+    end = panel.week_index(train_end_week)
+    val_start = end - cfg.val_weeks  # last column the training part may use as a target
+    first = cfg.lookback - 1
+    if val_start - 1 < first:
+        raise ValueError(f"train_end_week {train_end_week} leaves no training origins")
+    train = make_windows(panel, cfg, range(first, val_start), val_start)
+    val = make_windows(panel, cfg, range(max(first, val_start), end), end)
+    return train, val
+
+
+def full_windows(panel: Panel, cfg: LSTMConfig, train_end_week: int) -> Windows:
+    """Every origin whose first target is <= train_end (partial horizons masked)."""
+    end = panel.week_index(train_end_week)
+    return make_windows(panel, cfg, range(cfg.lookback - 1, end), end)
+
+
+def make_optimizer(model: nn.Module, cfg: LSTMConfig) -> torch.optim.Optimizer:
+    """Adam, fused where this torch build supports it on the model's device (DESIGN §6)."""
+    if cfg.fused_adam:
+        try:
+            return torch.optim.Adam(
+                model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+            )
+        except (RuntimeError, TypeError):  # pragma: no cover - builds without fused CPU Adam
+            pass
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterator[dict[str, torch.Tensor]],
+    loss: str = "pinball",
+) -> tuple[float, int]:
+    """One pass over `batches`; (mean loss, samples seen)."""
+    model.train()
+    total, n = 0.0, 0
+    for b in batches:
+        optimizer.zero_grad(set_to_none=True)
+        pred = model(b["x_hist"], b["x_future"], b["static"], b["log_level"])
+        value = pinball_loss(pred, b["y"], b["mask"], loss)
+        value.backward()
+        optimizer.step()
+        total += float(value.detach()) * len(b["y"])
+        n += len(b["y"])
+    return total / max(n, 1), n
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: Iterator[dict[str, torch.Tensor]], loss: str = "pinball"
+) -> float:
+    """Scaled pinball loss over the unmasked cells of `batches` (the early-stopping metric)."""
+    model.eval()
+    total, weight = 0.0, 0.0
+    for b in batches:
+        pred = model(b["x_hist"], b["x_future"], b["static"], b["log_level"])
+        cells = float(b["mask"].sum())
+        total += float(pinball_loss(pred, b["y"], b["mask"], loss)) * cells
+        weight += cells
+    return total / max(weight, 1.0)
+
+
+@dataclass
+class LSTMForecaster:
+    """A fitted forecaster: config, vocabulary sizes and one network per ensemble seed."""
+
+    cfg: LSTMConfig
+    vocab_sizes: list[int]
+    nets: list[LSTMNet] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    # name -> values (index = code, [0] = unknown), so serving can encode raw attributes
+    static_vocab: dict[str, list[str]] = field(default_factory=dict)
+
+    def encode_static(self, values: dict[str, Any]) -> np.ndarray:
+        """[n, len(cfg.static)] codes from raw attribute values {name: [n] str}; unseen -> 0."""
+        cols = []
+        for name in self.cfg.static:
+            index = {v: i for i, v in enumerate(self.static_vocab.get(name, []))}
+            cols.append([index.get(str(v), 0) for v in np.atleast_1d(values[name])])
+        n = len(cols[0]) if cols else len(next(iter(values.values()), []))
+        return np.asarray(cols, dtype=np.int64).T.reshape(n, len(self.cfg.static))
+
+    def new_net(self, seed: int) -> LSTMNet:
+        torch.manual_seed(seed)
+        return LSTMNet(self.cfg, self.vocab_sizes)
+
+    @torch.no_grad()
+    def predict_from_history(
+        self,
+        units_history: np.ndarray,
+        static_codes: np.ndarray | dict[str, np.ndarray] | None,
+        origin_week: int,
+        horizon: int | None = None,
+        covariate_history: np.ndarray | None = None,
+        future_covariates: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """[n, H, 3] p10/p50/p90 units for the weeks after `origin_week`.
+
+        units_history [n, L'] (L' >= lookback, most recent week last = origin_week);
+        static_codes [n, len(cfg.static)] or {name: [n]} (0 = unknown); covariate_history
+        [n, L', len(cfg.covariates)]; future_covariates [n, H, len(cfg.future_covariates)].
+        """
+        h = horizon or self.cfg.horizon
+        if h > self.cfg.horizon:
+            raise ValueError(f"horizon {h} > the model's {self.cfg.horizon}")
+        x_hist, x_future, level = build_inputs(
+            self.cfg, units_history, int(origin_week), covariate_history, future_covariates
+        )
+        n = x_hist.shape[0]
+        if isinstance(static_codes, dict):
+            static_codes = (
+                np.column_stack([np.asarray(static_codes[k]) for k in self.cfg.static])
+                if self.cfg.static
+                else None
+            )
+        codes = (
+            np.zeros((n, 0), np.int64)
+            if static_codes is None
+            else np.asarray(static_codes, np.int64).reshape(n, -1)
+        )
+        if codes.shape[1] != len(self.cfg.static):
+            raise ValueError(
+                f"static_codes must be [n, {len(self.cfg.static)}] ({self.cfg.static})"
+            )
+        codes = np.where((codes >= 0) & (codes < np.asarray(self.vocab_sizes)[None]), codes, 0)
+        args = (
+            torch.from_numpy(x_hist),
+            torch.from_numpy(np.ascontiguousarray(x_future)),
+            torch.from_numpy(codes),
+            torch.from_numpy(np.log(level).astype(np.float32)),
+        )
+        preds = []
+        for net in self.nets:
+            net.eval()
+            preds.append(net(*args).numpy())
+        out = np.mean(preds, axis=0) * level[:, None, None]
+        return np.sort(np.maximum(out[:, :h], 0.0), axis=-1)
+
+    def predict(self, panel: Panel, origin_week: int, horizon: int | None = None) -> np.ndarray:
+        """[S, H, 3] forecasts for every series of `panel` from the end of `origin_week`."""
+        col = panel.week_index(origin_week)
+        arrays = _panel_arrays(panel, self.cfg, col)
+        return self.predict_from_history(
+            arrays["units_hist"],
+            _static_codes(panel, self.cfg.static),
+            origin_week,
+            horizon,
+            covariate_history=arrays["covariate_hist"],
+            future_covariates=arrays["future_covariates"],
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        """state_dict per ensemble member + forecaster.json (config, vocab sizes, quantiles)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for i, net in enumerate(self.nets):
+            torch.save(net.state_dict(), d / f"member_{i}.pt")
+        meta = {
+            "config": self.cfg.model_dump(),
+            "vocab_sizes": self.vocab_sizes,
+            "static_vocab": self.static_vocab,
+            "n_members": len(self.nets),
+            "quantiles": list(QUANTILES),
+            "max_lookback": MAX_LOOKBACK,
+            "level": f"mean of the last {LEVEL_WEEKS} weeks + 1",
+            "history": self.history,
+        }
+        (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> LSTMForecaster:
+        """Inverse of `save` (weights only: no pickled classes)."""
+        d = Path(directory)
+        meta = json.loads((d / CONFIG_FILE).read_text())
+        model = cls(LSTMConfig.model_validate(meta["config"]), list(meta["vocab_sizes"]))
+        for i in range(meta["n_members"]):
+            net = LSTMNet(model.cfg, model.vocab_sizes)
+            net.load_state_dict(torch.load(d / f"member_{i}.pt", weights_only=True))
+            net.eval()
+            model.nets.append(net)
+        model.history = meta.get("history", [])
+        model.static_vocab = meta.get("static_vocab", {})
+        return model
+
+
+def vocab_sizes_for(panel: Panel, cfg: LSTMConfig) -> list[int]:
+    """Embedding table sizes for `cfg.static` (at least 1 row: the unknown code)."""
+    return [max(1, panel.vocab_sizes.get(n, 1)) for n in cfg.static]
+
+
+def static_vocab_for(panel: Panel, cfg: LSTMConfig) -> dict[str, list[str]]:
+    """The panel's vocabularies of the embedded attributes (saved with the model)."""
+    return {n: list(panel.static_vocab.get(n, ["<unk>"])) for n in cfg.static}
+
+
+def train_member(
+    forecaster: LSTMForecaster,
+    panel: Panel,
+    train_end_week: int,
+    seed: int,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    max_epochs: int | None = None,
+    patience: int | None = None,
+    refit: bool | None = None,
+    rank: int = 0,
+    world: int = 1,
+    prepare: Callable[[nn.Module], nn.Module] | None = None,
+) -> LSTMNet:
+    """One ensemble member: early stopping on the validation window, then (refit) the same
+    seed retrained on every week up to train_end for the early-stopped number of epochs.
+
+    `rank`/`world` shard the training samples and `prepare` wraps the net (Ray Train DDP);
+    `on_epoch` gets every epoch's record. Returns the unwrapped net.
+    """
+    cfg = forecaster.cfg
+    max_epochs = max_epochs or cfg.max_epochs
+    patience = patience or cfg.patience
+    refit = cfg.refit if refit is None else refit
+    train, val = split_windows(panel, cfg, train_end_week)
+    train = train.shard(rank, world)
+    net = forecaster.new_net(seed)
+    model = prepare(net) if prepare else net
+    opt = make_optimizer(model, cfg)
+    best, best_epoch, best_state, stale = math.inf, 0, None, 0
+    for epoch in range(1, max_epochs + 1):
+        start = time.perf_counter()
+        batches = train.batches(cfg.batch_size, shuffle=True, seed=seed * 1000 + epoch)
+        train_loss, n = train_epoch(model, opt, batches, cfg.loss)
+        seconds = time.perf_counter() - start
+        # Plain pinball whatever the training loss, so configs with different losses compare.
+        val_loss = evaluate(model, val.batches(4096, shuffle=False), "pinball")
+        record = {
+            "seed": seed,
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "samples": n * world,
+            "epoch_s": seconds,
+            "samples_per_s": n * world / max(seconds, 1e-9),
+        }
+        forecaster.history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        if val_loss < best - 1e-5:
+            best, best_epoch, stale = val_loss, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    if not refit:
+        net.load_state_dict(best_state)
+        return net
+    # The validation weeks are the most recent and most informative: the final model sees them.
+    full = full_windows(panel, cfg, train_end_week).shard(rank, world)
+    net = forecaster.new_net(seed)
+    model = prepare(net) if prepare else net
+    opt = make_optimizer(model, cfg)
+    for epoch in range(1, best_epoch + 1):
+        batches = full.batches(cfg.batch_size, shuffle=True, seed=seed * 1000 + epoch)
+        train_epoch(model, opt, batches, cfg.loss)
+    return net
+
+
+def fit(
+    panel: Panel,
+    train_end_week: int,
+    cfg: LSTMConfig,
+    *,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> LSTMForecaster:
+    """Train `cfg.n_seeds` members with Adam and early stopping; targets only <= train_end_week."""
+    torch.set_num_threads(cfg.num_threads)
+    forecaster = LSTMForecaster(
+        cfg, vocab_sizes_for(panel, cfg), static_vocab=static_vocab_for(panel, cfg)
+    )
+    for i in range(cfg.n_seeds):
+        forecaster.nets.append(
+            train_member(forecaster, panel, train_end_week, cfg.seed + i, on_epoch)
+        )
+    for net in forecaster.nets:
+        net.eval()
+    return forecaster
