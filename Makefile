@@ -34,6 +34,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/online_features.py
+	$(BIN)/python bench/quality.py forecaster --quick
+	$(BIN)/python bench/train_overhead.py
 
 services-down: $(STAMP)
 	$(BIN)/retailpulse services down
