@@ -15,7 +15,8 @@ from training.models.forecast_baselines import (
     mean4_forecast,
     naive_forecast,
 )
-from training.models.forecaster import LSTMForecaster, fit
+from training.models.forecaster import LSTMForecaster
+from training.trainers.forecast_steps import fit
 
 FIRST, LAST = 2, 61  # 60 weeks
 TRAIN_END = 53  # forecast weeks 54..61

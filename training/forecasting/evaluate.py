@@ -53,7 +53,7 @@ def _lightgbm(panel: Panel, origin_week: int, cfg: ForecasterConfig) -> np.ndarr
 
 
 def _lstm(panel: Panel, origin_week: int, cfg: ForecasterConfig) -> np.ndarray:
-    from training.models.forecaster import fit
+    from training.trainers.forecast_steps import fit
 
     return fit(panel, origin_week, cfg.lstm).predict(panel, origin_week, HORIZON)
 

@@ -67,7 +67,7 @@ def run_epochs(
     prepare: Callable[[Any], Any] | None = None,
     started: float | None = None,
 ) -> None:
-    """The loop every path runs (`training.models.forecaster.train_member`), `report` per epoch.
+    """The loop every path runs (`training.trainers.forecast_steps.train_member`), `report` per epoch.
 
     With `wc.final` the run trains cfg.n_seeds members (refit on all weeks when cfg.refit) and
     makes one last report with the saved ensemble's directory (rank 0): the only checkpoint, so
@@ -77,12 +77,8 @@ def run_epochs(
     loop_start = started if started is not None else time.perf_counter()
     import torch
 
-    from training.models.forecaster import (
-        LSTMForecaster,
-        static_vocab_for,
-        train_member,
-        vocab_sizes_for,
-    )
+    from training.models.forecaster import LSTMForecaster, static_vocab_for, vocab_sizes_for
+    from training.trainers.forecast_steps import train_member
 
     cfg = wc.lstm
     torch.set_num_threads(cfg.num_threads)
