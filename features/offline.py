@@ -154,23 +154,6 @@ def forecast_frame(
     return frame[[*columns[:7], "display", "mailer", *columns[7:]]]
 
 
-def _calendar(tenant: str, first_week: int, last_week: int) -> pd.DataFrame:
-    from core.db import connect
-    from features.store import service_urls
-
-    with connect(service_urls()[0]) as conn:
-        rows = conn.execute(
-            "SELECT week, week_of_year, holiday_count FROM calendar_weeks"
-            " WHERE tenant_id = %s AND week BETWEEN %s AND %s",
-            (tenant, first_week, last_week),
-        ).fetchall()
-    return (
-        pd.DataFrame(rows, columns=["week", "week_of_year", "holiday"])
-        .astype(float)
-        .astype({"week": int})
-    )
-
-
 def promotion_flags(
     tenant: str, *, pairs_sql: str, first_week: int, last_week: int
 ) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -203,8 +203,3 @@ def materialize_view(
             store.materialize_incremental(end_date=end, feature_views=[spec.name])
     log.info("feast: %s", banner.getvalue().strip())
     return end
-
-
-def materialize(end: datetime | None = None, *, tenant: str | None = None) -> datetime:
-    """Materialize customer RFM (see `materialize_view`); returns the end (now if no rows)."""
-    return materialize_view(CUSTOMER_RFM, end, tenant=tenant) or end or datetime.now(UTC)
