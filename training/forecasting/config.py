@@ -5,6 +5,7 @@ The YAML holds the defaults plus named `profiles` (e.g. `quick`) that override a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,26 +60,25 @@ class LSTMConfig(BaseModel):
     @field_validator("covariates")
     @classmethod
     def _known_past(cls, v: list[str]) -> list[str]:
-        bad = sorted(set(v) - set(PAST_COVARIATES))
-        if bad:
-            raise ValueError(f"unknown past covariates {bad}; choose from {PAST_COVARIATES}")
-        return v
+        return _known(v, PAST_COVARIATES, "past covariates")
 
     @field_validator("future_covariates")
     @classmethod
     def _known_future(cls, v: list[str]) -> list[str]:
-        bad = sorted(set(v) - set(FUTURE_COVARIATES))
-        if bad:
-            raise ValueError(f"unknown future covariates {bad}; choose from {FUTURE_COVARIATES}")
-        return v
+        return _known(v, FUTURE_COVARIATES, "future covariates")
 
     @field_validator("static")
     @classmethod
     def _known_static(cls, v: list[str]) -> list[str]:
-        bad = sorted(set(v) - set(STATIC_FEATURES))
-        if bad:
-            raise ValueError(f"unknown static features {bad}; choose from {STATIC_FEATURES}")
-        return v
+        return _known(v, STATIC_FEATURES, "static features")
+
+
+def _known(values: list[str], allowed: Sequence[str], what: str) -> list[str]:
+    """`values` unchanged, or ValueError naming the unknown ones and the choices."""
+    bad = sorted(set(values) - set(allowed))
+    if bad:
+        raise ValueError(f"unknown {what} {bad}; choose from {allowed}")
+    return values
 
 
 class TFTConfig(BaseModel):
