@@ -9,8 +9,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_warehouse_line_items_match_complete_journey(sample_warehouse):
-    from tests.conftest import SAMPLE_HOUSEHOLDS
     from core.settings import get_settings
+    from tests.conftest import SAMPLE_HOUSEHOLDS
     from training.datasets import ITEM_COLUMNS, cj_line_items, merchandise, warehouse_line_items
 
     ours, products = warehouse_line_items(get_settings().tenant)
