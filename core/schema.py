@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
     Float,
     Index,
@@ -288,4 +289,66 @@ store_attributes = Table(
     Column("last_week", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant_id", "store_id", "week"),
+)
+
+store_daily_sales = Table(
+    "store_daily_sales",
+    metadata,
+    _tenant(),
+    Column("store_id", Text, nullable=False),
+    Column("business_date", Date, nullable=False),  # transaction time (UTC) - 5 h
+    Column("event_timestamp", DateTime(timezone=True), nullable=False),  # end of the day
+    Column("sales", Float, nullable=False),
+    Column("transactions", BigInteger, nullable=False),
+    Column("median_unit_price", Float),  # NULL: no line with quantity > 0 that day
+    PrimaryKeyConstraint("tenant_id", "store_id", "business_date"),
+)
+
+CHURN_FEATURES = (
+    "recency_days",
+    "recency_weeks",
+    "tenure_days",
+    "baskets_4w",
+    "baskets_13w",
+    "baskets_26w",
+    "baskets_all",
+    "spend_4w",
+    "spend_13w",
+    "spend_26w",
+    "spend_all",
+    "trend_4_13",
+    "trend_13_26",
+    "spend_trend_13_26",
+    "active_share_4w",
+    "active_share_13w",
+    "active_share_tenure",
+    "rate_per_week",
+    "gap_mean_days",
+    "gap_sd_days",
+    "gap_max_days",
+    "recency_over_gap",
+    "recency_over_max_gap",
+    "last_gap_over_mean",
+    "silent9_share",
+    "expected_silence",
+    "discount_share",
+    "coupon_basket_share",
+    "distinct_products",
+    "distinct_stores",
+    "weekend_share",
+    "avg_basket_value",
+    "avg_items_per_basket",
+)
+
+# The churn view's features (features/catalog.py CUSTOMER_CHURN), one row per customer and
+# snapshot time: the training cutoff and "now" (features/churn_store.py).
+customer_churn_features = Table(
+    "customer_churn_features",
+    metadata,
+    _tenant(),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("event_timestamp", DateTime(timezone=True), nullable=False),
+    *[Column(name, Float, nullable=False) for name in CHURN_FEATURES],
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "customer_id", "event_timestamp"),
 )

@@ -9,6 +9,8 @@ import pandas as pd
 from core.errors import ValidationFailed
 from core.tenants import validate_tenant
 from features.catalog import (
+    CHURN_V1,
+    CUSTOMER_CHURN,
     CUSTOMER_RFM,
     SEGMENTER_FEATURES,
     SEGMENTER_V1,
@@ -68,6 +70,28 @@ def training_frame(*, tenant: str, as_of: datetime | None = None) -> pd.DataFram
         return pd.DataFrame(columns=columns)
     frame = frame.dropna(subset=SEGMENTER_FEATURES, how="all")
     return frame[columns].sort_values(JOIN_KEY).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- churn
+
+
+def churn_frame(*, tenant: str, as_of: datetime) -> pd.DataFrame:
+    """customer_id + the churn view's features of the customers of `tenant`'s churn snapshot
+    at `as_of`, through Feast's point-in-time join over the feature service `churn_v1`."""
+    validate_tenant(tenant)
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    stamp = as_of.astimezone(UTC).isoformat()
+    entity_sql = (
+        f"SELECT customer_id, timestamptz '{stamp}' AS event_timestamp"
+        f" FROM {CUSTOMER_CHURN.table} WHERE tenant_id = '{tenant}'"
+        f" AND event_timestamp = timestamptz '{stamp}'"
+    )
+    columns = ["customer_id", *CUSTOMER_CHURN.feature_names]
+    frame = historical_features(CHURN_V1, entity_sql, tenant=tenant)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    return frame[columns].sort_values("customer_id").reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- forecaster

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from pipelines import train_tables as tables
 from pipelines.console import console
 from pipelines.jobs import train as jobs
 from pipelines.options import TenantOpt
 
 if TYPE_CHECKING:
-    from training.segmenter import TrialOutcome, TuneOutcome
+    from training.segmenter import TrialOutcome
 
 app = typer.Typer(
     help="Train models on Ray, track them in MLflow, register and promote the better one.",
@@ -28,52 +28,6 @@ QuickOpt = Annotated[bool, typer.Option(help="Smoke-sized budget that still runs
 PromoteOpt = Annotated[
     bool, typer.Option(help="Register the result and promote it if it beats the champion.")
 ]
-
-
-def _trials_table(outcome: TuneOutcome) -> Table:
-    table = Table(title="Segmenter trials (silhouette on held-back customers)")
-    for col in ("k", "PCA", "silhouette", "inertia", "fit s", ""):
-        table.add_column(col, justify="right" if col else "left")
-    ranked = sorted(
-        outcome.trials, key=lambda t: -(t.silhouette if t.silhouette is not None else float("-inf"))
-    )
-    for t in ranked:
-        best = t == outcome.best
-        table.add_row(
-            str(t.k),
-            str(t.n_components),
-            f"{t.silhouette:.4f}" if t.silhouette is not None else "—",
-            f"{t.inertia:,.1f}" if t.inertia is not None else "—",
-            f"{t.fit_seconds:.2f}" if t.fit_seconds is not None else "—",
-            "[bold green]best[/]" if best else (f"[red]{t.error}[/]" if t.error else ""),
-            style="bold" if best else None,
-        )
-    return table
-
-
-def _segments_table(outcome: TuneOutcome) -> Table:
-    table = Table(title=f"Segments (k={outcome.best.k}, {outcome.n_rows:,} customers)")
-    for col in ("id", "label", "customers", "share", "recency d", "frequency", "monetary"):
-        table.add_column(col, justify="left" if col == "label" else "right")
-    for p in outcome.profiles:
-        m = p["means"] or {}
-        table.add_row(
-            str(p["id"]),
-            p["label"],
-            f"{p['size']:,}",
-            f"{p['share']:.1%}",
-            f"{m.get('recency_days', 0):.0f}",
-            f"{m.get('frequency', 0):.1f}",
-            f"{m.get('monetary', 0):,.0f}",
-        )
-    return table
-
-
-def _print_promotion(summary: dict[str, Any]) -> None:
-    if "version" not in summary:
-        return
-    mark = "[bold green]promoted to champion[/]" if summary["promoted"] else "[yellow]kept[/]"
-    console.print(f"{summary['name']} v{summary['version']}: {mark} — {summary['reason']}")
 
 
 @app.command("segmenter")
@@ -120,9 +74,9 @@ def segmenter(
         )
         progress.update(task, description="segmenter: done")
     outcome = summary["outcome"]
-    console.print(_trials_table(outcome))
-    console.print(_segments_table(outcome))
-    _print_promotion(summary)
+    console.print(tables.trials_table(outcome))
+    console.print(tables.segments_table(outcome))
+    tables.print_promotion(summary)
     console.print(
         f"MLflow run {summary['run_id']} ({summary['seconds']} s); "
         "browse it with `retailpulse mlflow-ui`"
@@ -171,8 +125,8 @@ def forecaster(
             promote=promote,
             on_step=lambda t: status.update(f"forecaster: {t} …"),
         )
-    console.print(_forecast_table(summary))
-    _print_promotion(summary)
+    console.print(tables.forecast_table(summary))
+    tables.print_promotion(summary)
     console.print(
         f"MLflow run {summary['run_id']} ({summary['seconds']} s); "
         "browse it with `retailpulse mlflow-ui`"
@@ -180,28 +134,32 @@ def forecaster(
     return summary
 
 
-def _forecast_table(summary: dict[str, Any]) -> Table:
-    w = summary["window"]
-    table = Table(
-        title=f"Forecasters on {w['n_series']} series (test: weeks {w['origins']['test'] + 1}.."
-        f"{w['last_week']}; selection on inner validation)"
-    )
-    for col in ("model", "val MASE", "test MASE", "test WAPE", "test MAE", "p10-p90 cover", ""):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    val, test = summary["table"]["inner_validation"], summary["table"]["test"]
-    for name in sorted(test, key=lambda n: val[n]["MASE"]):
-        chosen = name == summary["selected"]
-        table.add_row(
-            name,
-            f"{val[name]['MASE']:.3f}",
-            f"{test[name]['MASE']:.3f}",
-            f"{test[name]['WAPE']:.1f}%",
-            f"{test[name]['MAE']:.3f}",
-            f"{test[name]['coverage_p10_p90']:.1f}%",
-            "[bold green]selected[/]" if chosen else "",
-            style="bold" if chosen else None,
-        )
-    return table
-
-
 COMMANDS["forecaster"] = forecaster
+
+
+@app.command("churn")
+def churn(
+    tenant: TenantOpt = None,
+    config: ConfigOpt = None,
+    quick: QuickOpt = False,
+    promote: PromoteOpt = True,
+) -> dict[str, Any]:
+    """Train the churn model: calibrated LightGBM vs logistic and recency baselines."""
+    with console.status("churn …") as status:
+        summary = jobs.train_churn(
+            tenant=tenant,
+            config=config,
+            quick=quick,
+            promote=promote,
+            on_step=lambda t: status.update(f"churn: {t} …"),
+        )
+    console.print(tables.churn_table(summary, summary["table"]))
+    tables.print_promotion(summary)
+    console.print(
+        f"MLflow run {summary['run_id']} ({summary['seconds']} s); "
+        "browse it with `retailpulse mlflow-ui`"
+    )
+    return summary
+
+
+COMMANDS["churn"] = churn

@@ -6,9 +6,16 @@ from fastapi import FastAPI
 
 from serving import envelope
 from serving.deps import Backends
-from serving.routers import forecast, health, segments
+from serving.routers import anomalies, churn, forecast, health, recommendations, segments
 
-ROUTERS = (health.router, segments.router, forecast.router)
+ROUTERS = (
+    health.router,
+    segments.router,
+    forecast.router,
+    recommendations.router,
+    anomalies.router,
+    churn.router,
+)
 
 
 def create_api(backends: Backends) -> FastAPI:
@@ -16,7 +23,10 @@ def create_api(backends: Backends) -> FastAPI:
     app = FastAPI(
         title="RetailPulse API",
         version="0.2.0",
-        description="Demand forecasts, customer segments and analytics for retail data.",
+        description=(
+            "Demand forecasts, product recommendations, customer segments, churn risk and "
+            "sales-anomaly alerts for retail data."
+        ),
     )
     envelope.install(app)
     app.state.backends = backends

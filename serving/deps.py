@@ -119,4 +119,7 @@ def online(request: Request) -> OnlineFeatures:
 
 SegmenterDep = Annotated[ModelClient, Depends(model("segmenter"))]
 ForecasterDep = Annotated[ModelClient, Depends(model("forecaster"))]
+RecommenderDep = Annotated[ModelClient, Depends(model("recommender"))]
+AnomalyDep = Annotated[ModelClient, Depends(model("anomaly"))]
+ChurnDep = Annotated[ModelClient, Depends(model("churn"))]
 OnlineDep = Annotated[OnlineFeatures, Depends(online)]

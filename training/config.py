@@ -15,14 +15,34 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 SEGMENTER_CONFIG = CONFIG_DIR / "segmenter.yaml"
 
 
+RFM_FEATURES = ("recency_days", "frequency", "monetary")
+
+
 class SegmenterTuneConfig(BaseModel):
-    """Search space and budget of the segmenter's Ray Tune grid (k x PCA components)."""
+    """Search space, budget and selection criterion of the segmenter's Ray Tune grid.
+
+    Grid: feature set (name -> {feature: weight}) x k x PCA components (clipped to the set's
+    feature count). Criterion: among trials with k >= min_k, smallest segment >=
+    min_segment_share and bootstrap ARI >= min_ari (all on training rows), the highest
+    held-back silhouette in the protocol space wins; see `training.segmenter.pick_best`.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     experiment: str = Field("retailpulse-segmenter", min_length=1, description="MLflow experiment")
     k_values: list[int] = Field([3, 4, 5, 6, 7, 8], min_length=1, description="K-Means k grid")
     pca_components: list[int] = Field([3, 5, 8], min_length=1, description="PCA dims grid")
+    feature_sets: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {"rfm": dict.fromkeys(RFM_FEATURES, 1.0)},
+        min_length=1,
+        description="Feature sets to try: name -> {feature: weight after standardising}",
+    )
+    min_k: int = Field(4, ge=2, description="Smallest k the criterion accepts")
+    min_segment_share: float = Field(
+        0.05, ge=0.0, lt=0.5, description="Smallest segment share the criterion accepts"
+    )
+    min_ari: float = Field(0.9, ge=-1.0, le=1.0, description="Bootstrap ARI the criterion needs")
+    n_bootstrap: int = Field(20, ge=0, description="Bootstrap refits per trial for the ARI")
     max_trials: int | None = Field(
         None, ge=1, description="Trial budget; None runs the whole grid, else a seeded subset"
     )
@@ -53,9 +73,29 @@ class SegmenterTuneConfig(BaseModel):
             raise ValueError(f"every PCA component count must be in 1..{n}, got {bad}")
         return sorted(set(v))
 
-    def grid(self) -> list[dict[str, int]]:
-        """The trials to run: every (k, n_components), or a seeded subset of max_trials."""
-        combos = [{"k": k, "n_components": c} for k in self.k_values for c in self.pca_components]
+    @field_validator("feature_sets")
+    @classmethod
+    def _feature_sets_known(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for name, weights in v.items():
+            unknown = [f for f in weights if f not in SEGMENTER_FEATURES]
+            if unknown:
+                raise ValueError(f"feature set {name!r}: unknown feature(s) {unknown}")
+            # Segment names are read off mean R, F and M, so every set keeps them.
+            missing = [f for f in RFM_FEATURES if f not in weights]
+            if missing:
+                raise ValueError(f"feature set {name!r} must include {missing}")
+            if any(w <= 0 for w in weights.values()):
+                raise ValueError(f"feature set {name!r}: weights must be > 0")
+        return v
+
+    def grid(self) -> list[dict[str, Any]]:
+        """The trials to run: every (feature set, k, n_components), or a seeded subset."""
+        combos = [
+            {"features": name, "k": k, "n_components": c}
+            for name, weights in self.feature_sets.items()
+            for k in self.k_values
+            for c in sorted({min(c, len(weights)) for c in self.pca_components})
+        ]
         if self.max_trials is None or self.max_trials >= len(combos):
             return combos
         picked = random.Random(self.seed).sample(range(len(combos)), self.max_trials)

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.tenants import validate_tenant
-from features.catalog import FORECASTER_V1, SEGMENTER_V1, FeatureServiceSpec
+from features.catalog import (
+    ANOMALY_V1,
+    CHURN_V1,
+    FORECASTER_V1,
+    RECOMMENDER_V1,
+    SEGMENTER_V1,
+    FeatureServiceSpec,
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,42 @@ FORECASTER = ModelSpec(
     experiment="retailpulse-forecaster",
 )
 
-MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (SEGMENTER, FORECASTER)}
+RECOMMENDER = ModelSpec(
+    key="recommender",
+    title="product recommender",
+    feature_service=RECOMMENDER_V1,
+    metric="ndcg_at_10",
+    higher_is_better=True,
+    evaluation_window="each household's last basket held out (recsys_cj on the tenant's data)",
+    load="training.bundles:load_registered",
+    experiment="retailpulse-recommender",
+)
+
+ANOMALY = ModelSpec(
+    key="anomaly",
+    title="sales-anomaly detector",
+    feature_service=ANOMALY_V1,
+    metric="roc_auc",
+    higher_is_better=True,
+    evaluation_window="the tenant's last 60 days with injected spikes and drops (seeds 42..51)",
+    load="training.bundles:load_registered",
+    experiment="retailpulse-anomaly",
+)
+
+CHURN = ModelSpec(
+    key="churn",
+    title="churn model",
+    feature_service=CHURN_V1,
+    metric="roc_auc",
+    higher_is_better=True,
+    evaluation_window="the tenant's last 9 weeks as the churn window, 4 lead weeks, 20 splits",
+    load="training.bundles:load_registered",
+    experiment="retailpulse-churn",
+)
+
+MODELS: dict[str, ModelSpec] = {
+    spec.key: spec for spec in (SEGMENTER, FORECASTER, RECOMMENDER, ANOMALY, CHURN)
+}
 
 
 def get_spec(key: str) -> ModelSpec:

@@ -45,6 +45,7 @@ def materialize(
             counts["rfm_rows"] = compute_customer_rfm(conn, tenant=tenant, as_of=cutoffs)
         counts["snapshots"] = len(cutoffs)
         counts.update(_compute_forecast_features(database_url, tenant, step))
+        counts.update(_compute_model_features(database_url, tenant, step))
     step("checking the Feast registry")
     if feature_store.needs_apply(tenant):
         step(f"feast apply (project {feature_store.project_for(tenant)})")
@@ -76,3 +77,31 @@ def _compute_forecast_features(database_url: str, tenant: str, step: Any) -> dic
     step(f"computing store x product weekly features for tenant {tenant}")
     with connect(database_url) as conn:
         return {"forecast": compute_forecast_features(conn, tenant=tenant)}
+
+
+def _compute_model_features(database_url: str, tenant: str, step: Any) -> dict[str, Any]:
+    """Store x day sales (anomaly detector) and churn snapshots (churn model)."""
+    from core.db import connect
+    from features.churn_store import write_churn_snapshots
+    from features.store_daily import compute_store_daily
+    from training.churn.features import churn_feature_set
+    from training.churn_run import snapshot_times
+    from training.datasets import warehouse_line_items
+
+    step(f"computing store x day sales for tenant {tenant}")
+    with connect(database_url) as conn:
+        counts: dict[str, Any] = {"store_days": compute_store_daily(conn, tenant=tenant)}
+    step(f"computing churn feature snapshots for tenant {tenant}")
+    items, _ = warehouse_line_items(tenant, database_url)
+    if items.empty:
+        return counts
+    snapshots, churn = [], {}
+    for name, (week, as_of) in snapshot_times(items).items():
+        built = churn_feature_set(items, feature_end_week=week)
+        snapshots.append((as_of, built.frame))
+        churn[name] = {"week": week, "as_of": as_of.isoformat(), "customers": len(built.frame),
+                       "skipped_rows": built.skipped_rows, "filled": built.filled}  # fmt: skip
+    with connect(database_url) as conn:
+        churn["rows"] = write_churn_snapshots(conn, tenant=tenant, snapshots=snapshots)
+    counts["churn"] = churn
+    return counts

@@ -144,3 +144,53 @@ def train_forecaster(
         )
         summary.update({k: result[k] for k in ("name", "version", "promoted", "reason")})
     return summary
+
+
+def train_churn(
+    *,
+    tenant: str | None = None,
+    config: Path | None = None,
+    quick: bool = False,
+    promote: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Judge the calibrated LightGBM churn model beside the logistic and recency baselines on
+    the tenant's churn windows (PROTOCOLS §5 shape), log it to MLflow with a calibration plot,
+    register it as `<tenant>.churn` and promote it if it beats the champion's ROC AUC on the
+    same window. `quick` judges on 3 splits instead of the config's 20."""
+    from training import registry
+    from training.churn import load_churn_config
+    from training.churn_run import log_run, run_churn
+    from training.specs import CHURN
+
+    step = on_step or (lambda text: None)
+    tenant = tenant or get_settings().tenant
+    cfg = load_churn_config(config, splits=3 if quick else None)
+    started = time.perf_counter()
+    run = run_churn(tenant=tenant, cfg=cfg, on_step=step)
+    step("logging to MLflow")
+    log_run(run, cfg, tenant=tenant)
+    main = run.table["main"]["models"]
+    summary: dict[str, Any] = {
+        "model": CHURN.key,
+        "tenant": tenant,
+        "roc_auc": run.metric,
+        "baselines": {k: v["roc_auc_mean"] for k, v in main.items() if k != "lightgbm"},
+        "households": run.window["households"],
+        "churn_rate": run.window["churn_rate"],
+        "run_id": run.run_id,
+        "seconds": round(time.perf_counter() - started, 1),
+        "table": {**run.table, "window": run.window},
+    }
+    if promote:
+        step("registering in MLflow")
+        w = run.window
+        window = (
+            f"tenant {tenant}: features to week {w['feature_end_week']}, label weeks "
+            f"{w['label_weeks'][0]}..{w['label_weeks'][1]}, {w['splits']} splits"
+        )
+        result = registry.register_and_promote(
+            CHURN, run.run_id, run.metric, tenant=tenant, tags={registry.WINDOW_TAG: window}
+        )
+        summary.update({k: result[k] for k in ("name", "version", "promoted", "reason")})
+    return summary

@@ -9,4 +9,5 @@ from __future__ import annotations
 DEPLOYMENTS: dict[str, str] = {
     "segmenter": "serving.deployments.segmenter:Segmenter",
     "forecaster": "serving.deployments.forecaster:Forecaster",
+    "churn": "serving.deployments.churn:Churn",
 }

@@ -47,3 +47,12 @@ class Segmenter(ModelDeployment):
             "customers": sum(s["size"] for s in segments),
             "segments": segments,
         }
+
+    def members(self, tenant: str, segment: int) -> list[int] | None:
+        """Customer ids the served version assigned to `segment` at training time ([] for an
+        unknown segment); None without a model (or one that kept no assignments)."""
+        loaded = self._get(tenant)
+        members = getattr(loaded.model, "members", None) if loaded is not None else None
+        if members is None:  # no model, or a version trained before assignments were kept
+            return None
+        return members(int(segment))

@@ -19,7 +19,7 @@ def served(sample_warehouse, ray_session):
 
     from pipelines.jobs.features import materialize
     from pipelines.jobs.serve import deploy
-    from pipelines.jobs.train import train_forecaster
+    from pipelines.jobs.train import train_churn, train_forecaster
     from pipelines.jobs.train import train_segmenter as segmenter
 
     counts = materialize()
@@ -28,9 +28,12 @@ def served(sample_warehouse, ray_session):
     assert outcome["promoted"], outcome
     forecast = train_forecaster(quick=True, tune=False, challenger=False)
     assert forecast["promoted"], forecast
+    churn = train_churn(quick=True)
+    assert churn["promoted"], churn
     base = deploy(port=free_port())
     with httpx.Client(base_url=base, timeout=60) as client:
         client.forecast = forecast  # the forecaster's training summary
+        client.churn = churn
         yield client, outcome
     serve.shutdown()
 
@@ -139,3 +142,51 @@ def test_forecast_route_answers_for_a_real_store_with_flagged_fallbacks(served) 
     assert unknown.status_code == 404 and "'nope'" in unknown.json()["error"]["message"]
     too_far = client.post("/api/v1/predictions/demand/forecast", json={**body, "horizon": 9})
     assert too_far.status_code == 422
+
+
+def test_churn_is_judged_against_its_baselines_and_served_from_the_champion(served) -> None:
+    from features.offline import churn_frame
+    from training.churn_run import snapshot_times
+    from training.datasets import warehouse_line_items
+    from training.registry import load_champion
+    from training.specs import CHURN
+
+    client, _ = served
+    summary = client.churn
+    assert summary["table"]["window"]["label_weeks"] == [45, 53]  # CJ's churn_cj windows
+    assert {"logistic", "recency", "lightgbm_raw"} <= set(summary["baselines"])
+    assert 0.5 <= summary["roc_auc"] <= 1.0
+    # the route serves the champion on the newest ("now") snapshot from the online store
+    items, _ = warehouse_line_items("default")
+    now = churn_frame(tenant="default", as_of=snapshot_times(items)["now"][1])
+    ids = [int(c) for c in now["customer_id"].iloc[:5]]
+    reply = client.post("/api/v1/predictions/churn/analyze", json={"customerIds": ids})
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    assert data["modelVersion"] == summary["version"]
+    loaded = load_champion(CHURN, "default")
+    X = now.set_index("customer_id").loc[ids, loaded.model.model.feature_names].to_numpy()
+    expected = loaded.model.model.predict_proba(X)
+    got = [c["probability"] for c in data["customers"]]
+    assert got == pytest.approx(expected.tolist(), abs=1e-4)
+    for c in data["customers"]:
+        assert c["riskBand"] == (
+            "high" if c["probability"] >= 0.5 else "medium" if c["probability"] >= 0.2 else "low"
+        )
+        assert len(c["drivers"]) <= 3
+        assert all(d["feature"] in loaded.model.model.feature_names for d in c["drivers"])
+    unknown = client.post("/api/v1/predictions/churn/analyze", json={"customerIds": [987654321]})
+    assert unknown.status_code == 404
+
+
+def test_a_failed_churn_run_leaves_the_champion_untouched(served) -> None:
+    from core.errors import ValidationFailed
+    from pipelines.jobs.train import train_churn
+    from training.registry import load_champion
+    from training.specs import CHURN
+
+    client, _ = served
+    before = load_champion(CHURN, "default").version
+    with pytest.raises(ValidationFailed, match="no transactions"):
+        train_churn(tenant="nobody", quick=True)
+    assert load_champion(CHURN, "default").version == before

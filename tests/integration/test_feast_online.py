@@ -151,3 +151,24 @@ def test_training_frame_is_point_in_time(warehouse_env, materialized):
     assert feb["customer_id"].tolist() == [1, 3]
     c1 = feb.set_index("customer_id").loc[1]
     assert c1["frequency"] == 1 and c1["monetary"] == 30
+
+
+def test_model_feature_views_are_computed_and_online(warehouse_env, materialized):
+    """Materialize also fills the anomaly detector's store x day view and the churn view."""
+    from features.catalog import CUSTOMER_CHURN, STORE_DAILY
+
+    url = os.environ["RETAILPULSE_REDIS_URL"]
+    churn = OnlineReader.from_url(url, materialized, CUSTOMER_CHURN).get_many([1, 2, 3, 99])
+    assert churn[3] is None
+    assert [row["baskets_all"] for row in churn[:3]] == [2.0, 1.0, 1.0]
+    # customer 1 last bought Feb 10 09:00; the snapshot is the end of Feb 15 (newest day)
+    assert churn[0]["recency_days"] == pytest.approx(5 + 15 / 24, abs=0.01)
+    assert churn[0]["distinct_stores"] == 2.0
+    # customer 2's only basket: the documented gap fill (mean gap = the window length)
+    assert churn[1]["gap_sd_days"] == 0.0 and churn[1]["last_gap_over_mean"] == 1.0
+    daily = OnlineReader.from_url(url, materialized, STORE_DAILY)
+    # the basket at 2024-02-15 00:00 UTC belongs to business day Feb 14 (day starts 05:00)
+    s2 = daily.get("S2", with_ts=True)
+    assert s2["sales"] == 40.0 and s2["transactions"] == 1
+    assert datetime.fromtimestamp(s2["_event_timestamp"], UTC) == ts("2024-02-15T05:00")
+    assert daily.get("S1")["sales"] == 10.0

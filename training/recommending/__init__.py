@@ -1,0 +1,1 @@
+"""Recommendation (PROTOCOLS §2 `recsys_cj`): the split, the metrics, baselines, the harness."""
