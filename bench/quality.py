@@ -1,6 +1,6 @@
 """Model quality under PROTOCOLS (Complete Journey), baselines computed in the same run.
 
-    python bench/quality.py forecaster [--quick]
+    python bench/quality.py {forecaster,recommender,anomaly,churn,segmenter} [--quick]
 
 Prints one JSON object (DESIGN §5): per-model test and inner-validation metrics, the model
 selected by inner-validation MASE, and the ratio of its test MASE to LightGBM's.
@@ -69,16 +69,79 @@ def forecaster(quick: bool, models: list[str] | None) -> dict:
     )
 
 
+def churn(quick: bool, models: list[str] | None) -> dict:
+    """`churn_cj`: calibrated LightGBM vs logistic, recency and the fixed LightGBM, 20 splits."""
+    from training.churn import load_churn_config
+    from training.churn.evaluate import quality
+    from training.datasets import cj_line_items
+
+    items, products = cj_line_items()
+    cfg = load_churn_config(splits=5 if quick else None)
+    return _round(quality(items, products, cfg))
+
+
+def anomaly(quick: bool, models: list[str] | None) -> dict:
+    """`anomaly_cj`: each detector, the protocol baselines and the ensemble, seeds 42..51."""
+    from training.anomaly.data import daily_panel
+    from training.anomaly.evaluate import quality
+    from training.datasets import cj_line_items
+    from training.models.anomaly import load_config
+
+    items, _ = cj_line_items()
+    return _round(quality(daily_panel(items), load_config()))
+
+
+def recommender(quick: bool, models: list[str] | None) -> dict:
+    """`recsys_cj`: popularity, repeat, item-kNN, ALS and (when present) NCF and the hybrid."""
+    from training.datasets import cj_line_items
+    from training.recommending.evaluate import quality
+
+    items, products = cj_line_items()
+    extra = _recommender_models(quick) if models != ["baselines"] else None
+
+    def progress(split: str, name: str, row: dict) -> None:
+        print(f"{split:>16} {name:>10} HR@10 {row['HR@10']:.3f} NDCG@10 {row['NDCG@10']:.3f}"
+              f" new {row['HR@10_new']:.3f} R@20 {row['Recall@20']:.3f}", file=sys.stderr)  # fmt: skip
+
+    return _round(quality(items, products, extra, on_row=progress))
+
+
+def _recommender_models(quick: bool) -> dict | None:
+    try:
+        from training.recommending.hybrid import scorer_factories
+    except ImportError:  # pragma: no cover - the NCF slice has not landed
+        return None
+    return scorer_factories(quick=quick)
+
+
+def segmenter(quick: bool, models: list[str] | None) -> dict:
+    """`segmentation_rfm`: our segmenter vs plain log-RFM K-Means at every k."""
+    from training.datasets import cj_line_items
+    from training.segmenting.protocol import quality
+
+    items, _ = cj_line_items()
+    return _round(quality(items))
+
+
+FIGURES = {
+    "forecaster": forecaster,
+    "recommender": recommender,
+    "anomaly": anomaly,
+    "churn": churn,
+    "segmenter": segmenter,
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["forecaster"])
+    parser.add_argument("which", choices=list(FIGURES))
     parser.add_argument("--quick", action="store_true", help="the config's quick profile")
     parser.add_argument("--models", nargs="*", help="subset of models (default: all)")
     args = parser.parse_args()
     if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
         # glibc reads these at start-up only: re-exec once with them (DESIGN §6, 2.5x on CPU torch)
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
-    print(json.dumps(forecaster(args.quick, args.models), indent=2))
+    print(json.dumps(FIGURES[args.which](args.quick, args.models), indent=2, default=str))
 
 
 if __name__ == "__main__":

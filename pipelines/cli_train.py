@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -101,6 +102,21 @@ def train_all(
 COMMANDS = {"segmenter": segmenter}
 
 
+def _run(
+    name: str, job: Callable[..., dict[str, Any]], table: Callable[[dict], Any], **kwargs: Any
+) -> dict[str, Any]:
+    """Run one training job under a spinner, then print its table, promotion and MLflow run."""
+    with console.status(f"{name} …") as status:
+        summary = job(**kwargs, on_step=lambda t: status.update(f"{name}: {t} …"))
+    console.print(table(summary))
+    tables.print_promotion(summary)
+    console.print(
+        f"MLflow run {summary['run_id']} ({summary['seconds']} s); "
+        "browse it with `retailpulse mlflow-ui`"
+    )
+    return summary
+
+
 @app.command("forecaster")
 def forecaster(
     tenant: TenantOpt = None,
@@ -115,23 +131,11 @@ def forecaster(
     promote: PromoteOpt = True,
 ) -> dict[str, Any]:
     """Train the demand forecaster: LSTM on Ray Train vs LightGBM, TFT and naive baselines."""
-    with console.status("forecaster …") as status:
-        summary = jobs.train_forecaster(
-            tenant=tenant,
-            config=config,
-            quick=quick,
-            tune=tune,
-            challenger=challenger,
-            promote=promote,
-            on_step=lambda t: status.update(f"forecaster: {t} …"),
-        )
-    console.print(tables.forecast_table(summary))
-    tables.print_promotion(summary)
-    console.print(
-        f"MLflow run {summary['run_id']} ({summary['seconds']} s); "
-        "browse it with `retailpulse mlflow-ui`"
-    )
-    return summary
+    return _run(
+        "forecaster", jobs.train_forecaster, tables.forecast_table,
+        tenant=tenant, config=config, quick=quick, tune=tune, challenger=challenger,
+        promote=promote,
+    )  # fmt: skip
 
 
 COMMANDS["forecaster"] = forecaster
@@ -145,21 +149,30 @@ def churn(
     promote: PromoteOpt = True,
 ) -> dict[str, Any]:
     """Train the churn model: calibrated LightGBM vs logistic and recency baselines."""
-    with console.status("churn …") as status:
-        summary = jobs.train_churn(
-            tenant=tenant,
-            config=config,
-            quick=quick,
-            promote=promote,
-            on_step=lambda t: status.update(f"churn: {t} …"),
-        )
-    console.print(tables.churn_table(summary, summary["table"]))
-    tables.print_promotion(summary)
-    console.print(
-        f"MLflow run {summary['run_id']} ({summary['seconds']} s); "
-        "browse it with `retailpulse mlflow-ui`"
-    )
-    return summary
+    return _run(
+        "churn", jobs.train_churn, tables.churn_table,
+        tenant=tenant, config=config, quick=quick, promote=promote,
+    )  # fmt: skip
 
 
 COMMANDS["churn"] = churn
+
+
+@app.command("anomaly")
+def anomaly(
+    tenant: TenantOpt = None,
+    config: ConfigOpt = None,
+    quick: QuickOpt = False,
+    tune: Annotated[
+        bool, typer.Option(help="Search weights and thresholds with Ray Tune (pre-window days).")
+    ] = True,
+    promote: PromoteOpt = True,
+) -> dict[str, Any]:
+    """Train the sales-anomaly ensemble: Isolation Forest, seasonal z-score, IQR and more."""
+    return _run(
+        "anomaly", jobs.train_anomaly, tables.anomaly_table,
+        tenant=tenant, config=config, quick=quick, tune=tune, promote=promote,
+    )  # fmt: skip
+
+
+COMMANDS["anomaly"] = anomaly

@@ -82,7 +82,8 @@ def forecast_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def churn_table(summary: dict[str, Any], table_data: dict[str, Any]) -> Table:
+def churn_table(summary: dict[str, Any]) -> Table:
+    table_data = summary["table"]
     w = table_data["window"]
     table = Table(
         title=f"Churn models, mean ROC AUC over {w['splits']} stratified splits (label weeks "
@@ -101,5 +102,28 @@ def churn_table(summary: dict[str, Any], table_data: dict[str, Any]) -> Table:
             f"{c['roc_auc_mean']:.3f}",
             f"{m['brier_mean']:.4f}" if m["brier_mean"] is not None else "—",
             style="bold" if name == "lightgbm" else None,
+        )
+    return table
+
+
+def anomaly_table(summary: dict[str, Any]) -> Table:
+    w = summary["window"]
+    table = Table(
+        title=f"Anomaly detectors on {w['stores']} stores, days {w['window'][0]}..{w['window'][1]}"
+        f" ({w['candidates']:,} candidate store-days, {len(w['seeds'])} injection seeds)"
+    )
+    for col in ("detector", "ROC AUC", "spikes", "drops", "avg precision", "recall@5%"):
+        table.add_column(col, justify="left" if col == "detector" else "right")
+    rows = summary["table"]
+    for name in sorted(rows, key=lambda n: -rows[n]["auc"]):
+        r = rows[name]
+        table.add_row(
+            name,
+            f"{r['auc']:.3f}",
+            f"{r['auc_spike']:.3f}",
+            f"{r['auc_drop']:.3f}",
+            f"{r['ap']:.3f}",
+            f"{r['recall_at_5']:.3f}",
+            style="bold" if name == "ensemble" else None,
         )
     return table

@@ -8,7 +8,12 @@ integration test compares both on the sample warehouse).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,3 +63,177 @@ def tenant_panel(tenant: str, url: str | None = None) -> DailyPanel:
             details={"tenant": tenant},
         )
     return panel_from_rollup(frame)
+
+
+# ----------------------------------------------------------------------------- training run
+
+# A store-day is flagged when the ensemble score (a weighted mean of the detectors' pre-window
+# percentiles) reaches this and at least one weighted detector voted.
+FLAG_SCORE = 0.98
+LOOKBACK_DAYS = 70  # history the detectors read before the first scored day (56 + margin)
+
+
+@dataclass
+class AnomalyBundle:
+    """The served detector: the ensemble fitted on every day of the tenant's history."""
+
+    ensemble: Any  # training.models.anomaly.AnomalyEnsemble
+    window: dict[str, Any] = field(default_factory=dict)
+    flag_score: float = FLAG_SCORE
+
+    KIND = "anomaly"
+
+    def save(self, folder: Path) -> None:
+        from training.bundles import write_meta
+
+        self.ensemble.save(folder / "ensemble")
+        write_meta(
+            folder, kind=self.KIND, loader="training.anomaly_run:AnomalyBundle",
+            window=self.window, flag_score=self.flag_score,
+        )  # fmt: skip
+
+    @classmethod
+    def load(cls, folder: Path) -> AnomalyBundle:
+        from training.bundles import read_meta
+        from training.models.anomaly import AnomalyEnsemble
+
+        meta = read_meta(folder)
+        return cls(AnomalyEnsemble.load(folder / "ensemble"), meta["window"], meta["flag_score"])
+
+    def detect(self, panel: DailyPanel, days: np.ndarray) -> list[dict[str, Any]]:
+        """Flagged store-days among column indices `days` of `panel`, highest score first."""
+        from training.models.anomaly import DETECTORS
+
+        res = self.ensemble.score(panel, days)
+        weighted = np.array([self.ensemble.cfg.weights.get(d, 0.0) > 0 for d in DETECTORS])
+        voted = res.votes & weighted[:, None, None]
+        flagged = (np.nan_to_num(res.score) >= self.flag_score) & voted.any(axis=0)
+        out = []
+        for s, t in zip(*np.nonzero(flagged), strict=True):
+            col = res.days[t]
+            out.append(
+                {
+                    "storeId": str(panel.store_ids[s]),
+                    "date": str(panel.dates[col]),
+                    "sales": round(float(panel.sales[s, col]), 2),
+                    "expected": round(float(res.expected[s, t]), 2),
+                    "score": round(float(res.score[s, t]), 4),
+                    "direction": "spike" if res.direction[s, t] >= 0 else "drop",
+                    "detectors": [d for k, d in enumerate(DETECTORS) if voted[k, s, t]],
+                }
+            )
+        return sorted(out, key=lambda a: -a["score"])
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """pyfunc: store_daily_sales rows → the flagged store-days of their last 60 days."""
+        panel = panel_from_rollup(frame)
+        days = np.arange(max(0, len(panel.dates) - 60), len(panel.dates))
+        return pd.DataFrame(self.detect(panel, days))
+
+
+@dataclass
+class AnomalyRun:
+    table: dict[str, Any]
+    window: dict[str, Any]
+    bundle: AnomalyBundle
+    metric: float
+    tuned: dict[str, Any] | None = None
+    run_id: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_anomaly(
+    *,
+    tenant: str,
+    cfg: Any,
+    seeds: tuple[int, ...],
+    tune_samples: int = 0,
+    on_step: Callable[[str], None] | None = None,
+) -> AnomalyRun:
+    """anomaly_cj on the tenant's last 60 days (every detector and the ensemble, same seeds),
+    then the ensemble refit on all days for serving. `tune_samples` > 0 first searches the
+    config's space with Ray Tune on the pre-window days only."""
+    from training.anomaly.evaluate import evaluate_protocol
+    from training.anomaly.tune import apply_params, tune_anomaly
+    from training.models.anomaly import AnomalyEnsemble
+
+    step = on_step or (lambda text: None)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    step(f"loading the store x day sales of tenant {tenant!r}")
+    panel = tenant_panel(tenant)
+    seconds["data"] = round(time.perf_counter() - start, 1)
+    tuned = None
+    if tune_samples:
+        step(f"Ray Tune: {tune_samples} trials on the pre-window days")
+        start = time.perf_counter()
+        tuned = tune_anomaly(panel, cfg, num_samples=tune_samples)
+        cfg = apply_params(cfg, tuned["params"])
+        seconds["tune"] = round(time.perf_counter() - start, 1)
+    step(f"judging the detectors and the ensemble on {len(seeds)} injection seeds")
+    start = time.perf_counter()
+    try:
+        table = evaluate_protocol(panel, cfg, seeds=seeds)
+    except ValueError as exc:  # too short a history, no eligible store …
+        from core.errors import ValidationFailed
+
+        raise ValidationFailed(f"tenant {tenant!r}: {exc}", details={"tenant": tenant}) from exc
+    seconds["evaluate"] = round(time.perf_counter() - start, 1)
+    step("refitting the ensemble on every day for serving")
+    ensemble = AnomalyEnsemble(cfg).fit(panel, slice(0, len(panel.dates)))
+    window = {
+        "window": table["window"],
+        "stores": table["n_stores"],
+        "skipped_stores": table["skipped_stores"],
+        "candidates": table["n_candidates"],
+        "seeds": list(seeds),
+        "last_day": str(panel.dates[-1]),
+        "feature_service": "anomaly_v1",
+    }
+    metric = table["mean"]["ensemble"]["auc"]
+    bundle = AnomalyBundle(ensemble, window)
+    return AnomalyRun(table, window, bundle, metric, tuned=tuned, seconds=seconds)
+
+
+def log_run(run: AnomalyRun, *, tenant: str) -> str:
+    """One MLflow run: the config, every detector beside the ensemble, and the bundle."""
+    import mlflow
+
+    from training.bundles import log_bundle
+    from training.tracking import configure_mlflow
+
+    configure_mlflow("retailpulse-anomaly")
+    with mlflow.start_run(run_name="anomaly-ensemble", tags={"model": "anomaly", "tenant": tenant}):
+        cfg = run.bundle.ensemble.cfg.model_dump(exclude={"search_space"})
+        mlflow.log_params({**{k: v for k, v in cfg.items() if not isinstance(v, dict)},
+                           **{f"weight.{k}": v for k, v in cfg["weights"].items()},
+                           "window": "..".join(run.window["window"])})  # fmt: skip
+        for name, row in run.table["mean"].items():
+            mlflow.log_metrics({f"{name}.{k}": float(v) for k, v in row.items()})
+        mlflow.log_metric("roc_auc", run.metric)
+        card = {k: v for k, v in run.table.items() if k != "per_seed"}
+        mlflow.log_dict({"table": card, "window": run.window, "tuned": run.tuned,
+                         "seconds": run.seconds}, "model_card.json")  # fmt: skip
+        mlflow.log_figure(_auc_plot(run.table["mean"]), "detectors_auc.png")
+        log_bundle(run.bundle.save, requirements=["scikit-learn", "scipy", "numpy", "mlflow"])
+        run.run_id = mlflow.active_run().info.run_id
+    return run.run_id
+
+
+def _auc_plot(mean: dict[str, dict[str, float]]):
+    """Bars: AUC overall, on spikes and on drops per detector (ensemble last)."""
+    from matplotlib.figure import Figure
+
+    names = sorted(mean, key=lambda n: (n == "ensemble", mean[n]["auc"]))
+    fig = Figure(figsize=(9, 4.5), dpi=100)
+    ax = fig.subplots()
+    x = np.arange(len(names))
+    for i, key in enumerate(("auc", "auc_spike", "auc_drop")):
+        ax.bar(x + (i - 1) * 0.27, [mean[n].get(key, np.nan) for n in names], 0.27, label=key)
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_ylim(0.4, 1.0)
+    ax.axhline(0.8, color="grey", ls=":", lw=1)
+    ax.legend(fontsize=8)
+    ax.set_title("Sales-anomaly detectors: ROC AUC on injected spikes and drops")
+    fig.tight_layout()
+    return fig

@@ -158,7 +158,6 @@ def train_churn(
     the tenant's churn windows (PROTOCOLS §5 shape), log it to MLflow with a calibration plot,
     register it as `<tenant>.churn` and promote it if it beats the champion's ROC AUC on the
     same window. `quick` judges on 3 splits instead of the config's 20."""
-    from training import registry
     from training.churn import load_churn_config
     from training.churn_run import log_run, run_churn
     from training.specs import CHURN
@@ -183,14 +182,76 @@ def train_churn(
         "table": {**run.table, "window": run.window},
     }
     if promote:
-        step("registering in MLflow")
         w = run.window
         window = (
             f"tenant {tenant}: features to week {w['feature_end_week']}, label weeks "
             f"{w['label_weeks'][0]}..{w['label_weeks'][1]}, {w['splits']} splits"
         )
-        result = registry.register_and_promote(
-            CHURN, run.run_id, run.metric, tenant=tenant, tags={registry.WINDOW_TAG: window}
-        )
-        summary.update({k: result[k] for k in ("name", "version", "promoted", "reason")})
+        _register(CHURN, run, tenant, window, summary, step)
     return summary
+
+
+def train_anomaly(
+    *,
+    tenant: str | None = None,
+    config: Path | None = None,
+    quick: bool = False,
+    tune: bool = True,
+    tune_samples: int = 8,
+    promote: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Judge the sales-anomaly ensemble beside each single detector and the protocol baselines
+    on the tenant's last 60 days (PROTOCOLS §4 shape, injected spikes and drops), log it to
+    MLflow, register it as `<tenant>.anomaly` and promote it if its mean ROC AUC beats the
+    champion's on the same window. `quick`: 3 seeds and no Tune search."""
+    from core.ray_runtime import ensure_ray
+    from training.anomaly.evaluate import SEEDS
+    from training.anomaly_run import log_run, run_anomaly
+    from training.models.anomaly import load_config
+    from training.specs import ANOMALY
+
+    step = on_step or (lambda text: None)
+    tenant = tenant or get_settings().tenant
+    cfg = load_config(config)
+    seeds = SEEDS[:3] if quick else SEEDS
+    samples = 0 if (quick or not tune) else tune_samples
+    if samples:
+        step("starting Ray")
+        ensure_ray()
+    started = time.perf_counter()
+    run = run_anomaly(tenant=tenant, cfg=cfg, seeds=seeds, tune_samples=samples, on_step=step)
+    step("logging to MLflow")
+    log_run(run, tenant=tenant)
+    summary: dict[str, Any] = {
+        "model": ANOMALY.key,
+        "tenant": tenant,
+        "roc_auc": run.metric,
+        "table": run.table["mean"],
+        "window": run.window,
+        "tuned": run.tuned,
+        "run_id": run.run_id,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if promote:
+        w = run.window
+        window = (
+            f"tenant {tenant}: days {w['window'][0]}..{w['window'][1]}, {w['stores']} stores, "
+            f"seeds {w['seeds'][0]}..{w['seeds'][-1]}"
+        )
+        _register(ANOMALY, run, tenant, window, summary, step)
+    return summary
+
+
+def _register(
+    spec: Any, run: Any, tenant: str, window: str, summary: dict[str, Any], step: Any
+) -> None:
+    """Register `run` as a version of the tenant's `spec` model and promote it if it beats the
+    champion's logged metric on the identical `window`; adds the outcome to `summary`."""
+    from training import registry
+
+    step("registering in MLflow")
+    result = registry.register_and_promote(
+        spec, run.run_id, run.metric, tenant=tenant, tags={registry.WINDOW_TAG: window}
+    )
+    summary.update({k: result[k] for k in ("name", "version", "promoted", "reason")})

@@ -9,5 +9,6 @@ from __future__ import annotations
 DEPLOYMENTS: dict[str, str] = {
     "segmenter": "serving.deployments.segmenter:Segmenter",
     "forecaster": "serving.deployments.forecaster:Forecaster",
+    "anomaly": "serving.deployments.anomaly:Anomaly",
     "churn": "serving.deployments.churn:Churn",
 }

@@ -22,6 +22,7 @@ class ModelDeployment:
     """
 
     spec: ModelSpec
+    _conn: Any = None
 
     def __init__(self, default_tenant: str = "default") -> None:
         self._default_tenant = default_tenant
@@ -71,3 +72,16 @@ class ModelDeployment:
             "version": loaded.version if loaded else None,
             "trainCommand": self.spec.train_command,
         }
+
+    def _connection(self) -> Any:
+        """A warehouse connection of this replica (autocommit; reopened when closed)."""
+        import psycopg
+
+        from core.db import libpq_url
+        from core.services import get_endpoints
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                libpq_url(get_endpoints(start=False).database_url), autocommit=True
+            )
+        return self._conn

@@ -57,19 +57,6 @@ class Forecaster(ModelDeployment):
     """
 
     spec = FORECASTER
-    _conn: Any = None
-
-    def _connection(self) -> Any:
-        import psycopg
-
-        from core.db import libpq_url
-        from core.services import get_endpoints
-
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                libpq_url(get_endpoints(start=False).database_url), autocommit=True
-            )
-        return self._conn
 
     def _covariates(
         self, tenant: str, store_id: str, product_ids: list[int], origin: int, bundle: Any

@@ -8,18 +8,19 @@ import pandas as pd
 import pytest
 
 from core.services import free_port
+from training.models.anomaly import CONFIG_PATH as ANOMALY_CONFIG
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def served(sample_warehouse, ray_session):
+def served(sample_warehouse, ray_session, tmp_path_factory):
     """Features materialized, a tiny Tune run registered as champion, the Serve app running."""
     from ray import serve
 
     from pipelines.jobs.features import materialize
     from pipelines.jobs.serve import deploy
-    from pipelines.jobs.train import train_churn, train_forecaster
+    from pipelines.jobs.train import train_anomaly, train_churn, train_forecaster
     from pipelines.jobs.train import train_segmenter as segmenter
 
     counts = materialize()
@@ -30,10 +31,17 @@ def served(sample_warehouse, ray_session):
     assert forecast["promoted"], forecast
     churn = train_churn(quick=True)
     assert churn["promoted"], churn
+    # 100 households: the busiest stores sell on ~200 days, so the tenant's config asks for
+    # 100 days of sales (Complete Journey's default is 300)
+    config = tmp_path_factory.mktemp("cfg") / "anomaly.yaml"
+    config.write_text(ANOMALY_CONFIG.read_text() + "\nmin_days: 100\nmin_history_days: 20\n")
+    anomaly = train_anomaly(quick=True, config=config)
+    assert anomaly["promoted"], anomaly
     base = deploy(port=free_port())
     with httpx.Client(base_url=base, timeout=60) as client:
         client.forecast = forecast  # the forecaster's training summary
         client.churn = churn
+        client.anomaly = anomaly
         yield client, outcome
     serve.shutdown()
 
@@ -190,3 +198,27 @@ def test_a_failed_churn_run_leaves_the_champion_untouched(served) -> None:
     with pytest.raises(ValidationFailed, match="no transactions"):
         train_churn(tenant="nobody", quick=True)
     assert load_champion(CHURN, "default").version == before
+
+
+def test_anomaly_detector_is_judged_and_flags_store_days_from_the_champion(served) -> None:
+    client, _ = served
+    summary = client.anomaly
+    assert {"ensemble", "seasonal", "iqr", "iforest", "seasonal_log1p", "iforest_protocol"} <= set(
+        summary["table"]
+    )
+    assert summary["window"]["window"] == ["2017-11-02", "2017-12-31"]
+    body = {"from": "2017-11-01", "to": "2018-01-05"}
+    reply = client.post("/api/v1/predictions/anomalies/detect", json=body)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    assert data["modelVersion"] == summary["version"] and data["daysScanned"] == 61
+    assert data["skipped"]["after_newest_data"] == 5 * data["storesScanned"]
+    for day in data["anomalies"]:
+        assert "2017-11-01" <= day["date"] <= "2017-12-31" and day["detectors"]
+        assert day["score"] >= 0.98 and day["direction"] in ("spike", "drop")
+    too_long = client.post(
+        "/api/v1/predictions/anomalies/detect", json={"from": "2017-01-01", "to": "2017-12-31"}
+    )
+    assert too_long.status_code == 422 and "92" in too_long.json()["error"]["message"]
+    unknown = client.post("/api/v1/predictions/anomalies/detect", json={**body, "storeIds": ["x"]})
+    assert unknown.status_code == 404

@@ -17,6 +17,7 @@ Rules (PROTOCOLS §4, written so they hold for any retailer's dates):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,7 +134,8 @@ def assemble(
 ) -> DailyPanel:
     """The panel from dense sales, transactions and median unit prices (NaN = none): derives
     the average basket and the price index by the module's rules."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a store without any price: NaN index
         positive = np.where(unit_price > 0, unit_price, np.nan)
         store_median = np.nanmedian(positive, axis=1, keepdims=True)
         price_index = np.where(store_median > 0, unit_price / store_median, np.nan)
