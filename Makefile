@@ -35,7 +35,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/online_features.py
 	$(BIN)/python bench/quality.py forecaster --quick
+	$(BIN)/python bench/quality.py churn
+	$(BIN)/python bench/quality.py anomaly
+	$(BIN)/python bench/quality.py recommender --models baselines
 	$(BIN)/python bench/train_overhead.py
+	$(BIN)/python bench/train_overhead.py recommender
 
 services-down: $(STAMP)
 	$(BIN)/retailpulse services down

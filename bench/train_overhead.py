@@ -1,6 +1,7 @@
 """Ray Train overhead for the LSTM forecaster: TorchTrainer (1 worker) vs the same loop in-process.
 
-    python bench/train_overhead.py [--epochs 3] [--repeat 3]
+    python bench/train_overhead.py [forecaster] [--epochs 3] [--repeat 3]
+    python bench/train_overhead.py recommender [...]   (runs bench/train_overhead_recommender.py)
 
 Both paths run `training.trainers.forecaster.run_epochs` on the same protocol panel (500 series,
 origin 44) for the same epochs. Prints one JSON object: training samples/s inside the loop
@@ -100,6 +101,11 @@ def _ray(cfg, panel, epochs: int, storage: str) -> dict:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "recommender":  # NCF: its own script, same output
+        script = Path(__file__).with_name("train_overhead_recommender.py")
+        os.execv(sys.executable, [sys.executable, str(script), *sys.argv[2:]])
+    if len(sys.argv) > 1 and sys.argv[1] == "forecaster":
+        sys.argv.pop(1)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=3)

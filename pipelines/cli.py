@@ -12,7 +12,15 @@ import sys
 import typer
 
 from core.errors import RetailPulseError
-from pipelines import cli_demo, cli_features, cli_ingest, cli_serve, cli_services, cli_train
+from pipelines import (
+    cli_demo,
+    cli_features,
+    cli_ingest,
+    cli_models,
+    cli_serve,
+    cli_services,
+    cli_train,
+)
 from pipelines.console import console
 from pipelines.logs import capture_stderr
 from pipelines.quiet import quiet_third_party
@@ -27,6 +35,7 @@ app.add_typer(cli_services.db_app, name="db")
 app.add_typer(cli_ingest.app, name="ingest")
 app.add_typer(cli_features.app, name="features")
 app.add_typer(cli_train.app, name="train")
+app.add_typer(cli_models.app, name="models")
 app.command("serve")(cli_serve.serve_cmd)
 app.command("mlflow-ui")(cli_serve.mlflow_ui)
 app.command("demo")(cli_demo.demo)

@@ -129,11 +129,12 @@ def demo(
                 "/healthz",
                 "/api/v1/analytics/customers/segments",
                 f"/api/v1/customers/{customer}/segment",
+                f"/api/v1/recommendations/products/{customer}?limit=5",
             ):
                 reply = http.get(path)
                 console.print(f"[bold]GET {path}[/] → {reply.status_code}")
                 console.print_json(reply.text)
-            for path, body in _sample_posts(ep.database_url, tenant):
+            for path, body in _sample_posts(ep.database_url, tenant, customer):
                 reply = http.post(path, json=body)
                 console.print(f"[bold]POST {path}[/] {body} → {reply.status_code}")
                 console.print_json(reply.text)
@@ -160,12 +161,35 @@ def _sample_customer(database_url: str, tenant: str) -> int:
     return int(row[0])
 
 
-def _sample_posts(database_url: str, tenant: str) -> list[tuple[str, dict[str, Any]]]:
-    """POST requests to show: a demand forecast for the busiest store's best sellers, plus a
-    product it rarely sells (answered by the flagged fallback)."""
-    from core.db import connect
+def _sample_posts(
+    database_url: str, tenant: str, customer: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """POST requests to show: churn risk of the sample customer and two others, the sales
+    anomalies of the data's last four weeks, and a demand forecast for the busiest store's best
+    sellers plus a product it rarely sells (answered by the flagged fallback)."""
+    from datetime import timedelta
 
+    from core.db import connect
+    from features.store_daily import date_range
+
+    posts: list[tuple[str, dict[str, Any]]] = []
     with connect(database_url) as conn:
+        others = conn.execute(
+            "SELECT customer_id FROM customers WHERE tenant_id = %s AND customer_id <> %s"
+            " ORDER BY customer_id LIMIT 2",
+            (tenant, customer),
+        ).fetchall()
+        posts.append(
+            ("/api/v1/predictions/churn/analyze",
+             {"customerIds": [customer, *(int(r[0]) for r in others)]})
+        )  # fmt: skip
+        span = date_range(conn, tenant=tenant)
+        if span is not None:
+            start = max(span[0], span[1] - timedelta(days=27))
+            posts.append(
+                ("/api/v1/predictions/anomalies/detect",
+                 {"from": start.isoformat(), "to": span[1].isoformat()})
+            )  # fmt: skip
         store = conn.execute(
             "SELECT store_id FROM store_product_weekly WHERE tenant_id = %s"
             " AND week >= (SELECT max(week) - 8 FROM store_product_weekly WHERE tenant_id = %s)"
@@ -173,7 +197,7 @@ def _sample_posts(database_url: str, tenant: str) -> list[tuple[str, dict[str, A
             (tenant, tenant),
         ).fetchone()
         if store is None:
-            return []
+            return posts
         products = conn.execute(
             "SELECT product_id, count(*) FROM store_product_weekly WHERE tenant_id = %s"
             " AND store_id = %s AND week >= (SELECT max(week) - 16 FROM store_product_weekly"
@@ -183,4 +207,4 @@ def _sample_posts(database_url: str, tenant: str) -> list[tuple[str, dict[str, A
     best = [int(p) for p, _ in products[:3]]
     rare = [int(p) for p, weeks in products if weeks == 1][:1]
     body = {"storeId": str(store[0]), "productIds": best + rare, "horizon": 4}
-    return [("/api/v1/predictions/demand/forecast", body)]
+    return [*posts, ("/api/v1/predictions/demand/forecast", body)]

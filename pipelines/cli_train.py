@@ -176,3 +176,23 @@ def anomaly(
 
 
 COMMANDS["anomaly"] = anomaly
+
+
+@app.command("recommender")
+def recommender(
+    tenant: TenantOpt = None,
+    config: ConfigOpt = None,
+    quick: QuickOpt = False,
+    tune: Annotated[
+        bool, typer.Option(help="Search NCF hyperparameters with Ray Tune + ASHA first.")
+    ] = False,
+    promote: PromoteOpt = True,
+) -> dict[str, Any]:
+    """Train the product recommender: NCF on Ray Train, blended with repeat purchase."""
+    return _run(
+        "recommender", jobs.train_recommender, tables.recommender_table,
+        tenant=tenant, config=config, quick=quick, tune=tune, promote=promote,
+    )  # fmt: skip
+
+
+COMMANDS["recommender"] = recommender

@@ -127,3 +127,27 @@ def anomaly_table(summary: dict[str, Any]) -> Table:
             style="bold" if name == "ensemble" else None,
         )
     return table
+
+
+def recommender_table(summary: dict[str, Any]) -> Table:
+    w = summary["window"]
+    table = Table(
+        title=f"Recommenders on the last basket of {w['test_households']:,} households "
+        f"(catalog {w['catalog']:,}; blend chosen on inner validation)"
+    )
+    for col in ("model", "HR@10", "NDCG@10", "new HR@10", "Recall@20", "val HR@10"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    test, val = summary["table"]["test"], summary["table"]["inner_validation"]
+    for name in sorted(test, key=lambda n: -test[n]["NDCG@10"]):
+        r = test[name]
+        table.add_row(
+            name,
+            f"{r['HR@10']:.3f}",
+            f"{r['NDCG@10']:.3f}",
+            f"{r['HR@10_new']:.3f}",
+            f"{r['Recall@20']:.3f}",
+            f"{val[name]['HR@10']:.3f}" + (" *" if name == "hybrid" else ""),
+            style="bold" if name == "hybrid" else None,
+        )
+    table.caption = "* in-sample: the hybrid's blend is fitted on inner validation"
+    return table

@@ -165,3 +165,47 @@ def load(spec: ModelSpec, tenant: str, want: str = CHAMPION_ALIAS) -> Loaded | N
     if want == CHAMPION_ALIAS:
         return load_champion(spec, tenant)
     return load_version(spec, tenant, want)
+
+
+def versions(spec: ModelSpec, tenant: str) -> list[dict[str, Any]]:
+    """Every registered version of the tenant's model, newest first, with its metric, window,
+    promotion note and whether it is the champion ([] when none is registered)."""
+    client = _client()
+    name = spec.registered_name(tenant)
+    champion = champion_version(client, name)
+    found = client.search_model_versions(f"name = '{name}'")
+    rows = [
+        {
+            "version": str(mv.version),
+            "champion": champion is not None and str(mv.version) == str(champion.version),
+            "metric": mv.tags.get(spec.metric),
+            "window": mv.tags.get(WINDOW_TAG),
+            "note": mv.tags.get("promotion"),
+            "run_id": mv.run_id,
+            "created": mv.creation_timestamp,
+        }
+        for mv in found
+    ]
+    return sorted(rows, key=lambda r: -int(r["version"]))
+
+
+def promote(spec: ModelSpec, tenant: str, version: str | int) -> dict[str, Any]:
+    """Point the tenant's `champion` alias at `version` (an operator's explicit decision)."""
+    from core.errors import NotFoundError
+
+    client = _client()
+    name = spec.registered_name(tenant)
+    known = {r["version"] for r in versions(spec, tenant)}
+    if str(version) not in known:
+        raise NotFoundError(
+            f"{name} has no version {version} (registered: {sorted(known, key=int) or 'none'})",
+            details={"model": name, "version": str(version)},
+        )
+    before = champion_version(client, name)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, str(version))
+    client.set_model_version_tag(name, str(version), "promotion", "promoted by an operator")
+    return {
+        "name": name,
+        "version": str(version),
+        "previous": str(before.version) if before else None,
+    }

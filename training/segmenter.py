@@ -1,8 +1,10 @@
-"""Tune the customer segmenter with Ray Tune (grid over k x PCA components), log it to MLflow.
+"""Tune the customer segmenter with Ray Tune (feature set x k x PCA components), log to MLflow.
 
-Each trial fits on the train split and reports the silhouette of its segments on the held-back
-split (`segment_silhouette`, a space shared by every config). The best config is refit on all
-rows. MLflow logging happens on the driver after Tune finishes, so workers need no tracking URI.
+Each trial fits on the train split and reports, in the fixed PROTOCOLS §3 space (log1p R, F, M
+standardised), the silhouette of its segments on the held-back split, plus its smallest
+segment share and bootstrap ARI on the train split. `pick_best` applies the config's criterion
+(k >= min_k, smallest share and ARI thresholds, then best held-back silhouette); the winner is
+refit on all rows. MLflow logging happens on the driver, so workers need no tracking URI.
 """
 
 from __future__ import annotations
@@ -16,17 +18,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import silhouette_score
 
 from core.ray_runtime import ensure_ray
 from core.settings import get_settings
+from features.catalog import SEGMENTER_FEATURES
 from training.config import SegmenterTuneConfig
 from training.models.segmenter import (
+    SKOPS_TRUSTED_TYPES,
     CustomerSegmenter,
     FastSegmenter,
-    segment_silhouette,
     validate_features,
 )
 from training.registry import MODEL_ARTIFACT, MODEL_URI_TAG
+from training.segmenting.protocol import (
+    bootstrap_ari,
+    passes_criterion,
+    relaxed_pool,
+    score_assignments,
+)
 from training.specs import SEGMENTER
 from training.tracking import configure_mlflow
 
@@ -34,6 +44,7 @@ METRIC = SEGMENTER.metric
 PLOT_ARTIFACT = "silhouette_by_k.png"
 TRIALS_ARTIFACT = "trials.json"
 PROFILES_ARTIFACT = "profiles.json"
+ASSIGNMENTS_ARTIFACT = "assignments.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,14 @@ class SegmenterBundle:
     model: CustomerSegmenter
     fast: FastSegmenter
     profiles: list[dict[str, Any]]
+    assignments: dict[int, list[int]] | None = None  # segment -> customer ids (training time)
+
+    def members(self, segment: int) -> list[int] | None:
+        """Customers assigned to `segment` at training time ([] for an unknown segment); None
+        for a version logged before assignments were kept."""
+        if self.assignments is None:
+            return None
+        return list(self.assignments.get(int(segment), []))
 
     def label(self, segment: int) -> str:
         return next((p["label"] for p in self.profiles if p["id"] == segment), str(segment))
@@ -59,25 +78,78 @@ def load_bundle(model_uri: str, run_id: str) -> SegmenterBundle:
 
     model = CustomerSegmenter.from_pipeline(mlflow.sklearn.load_model(model_uri))
     profiles = mlflow.artifacts.load_dict(f"runs:/{run_id}/{PROFILES_ARTIFACT}")["segments"]
-    return SegmenterBundle(model=model, fast=FastSegmenter(model), profiles=profiles)
+    try:
+        raw = mlflow.artifacts.load_dict(f"runs:/{run_id}/{ASSIGNMENTS_ARTIFACT}")
+    except Exception:  # an older version without assignments: members() answers None
+        raw = None
+    assignments = None
+    if raw is not None:
+        assignments = {}
+        for cid, seg in zip(raw["customer_ids"], raw["segments"], strict=True):
+            assignments.setdefault(int(seg), []).append(int(cid))
+    return SegmenterBundle(model=model, fast=FastSegmenter(model), profiles=profiles,
+                           assignments=assignments)  # fmt: skip
+
+
+def protocol_silhouette(
+    df: pd.DataFrame, labels: np.ndarray, *, sample_size: int | None = None
+) -> float:
+    """Silhouette of `labels` in the PROTOCOLS §3 space (log1p R, F, M standardised on `df`)."""
+    return float(score_assignments(df, labels, sample_size=sample_size)["silhouette"])
 
 
 def holdout_evaluator(
     holdout: pd.DataFrame, *, sample_size: int | None, seed: int
 ) -> Callable[[SegmenterBundle], float]:
-    """The promotion yardstick: silhouette of a bundle's segments on the same held-back rows."""
+    """The promotion yardstick: protocol-space silhouette of a bundle's segments on the same
+    held-back rows, so champion and challenger with different features are comparable.
+
+    `seed` is kept for callers; the protocol space samples with its own fixed seed.
+    """
 
     def evaluate(bundle: SegmenterBundle) -> float:
         x = holdout[bundle.model.feature_names]
-        return segment_silhouette(
-            x,
-            bundle.model.predict(x),
-            sample_size=sample_size,
-            seed=seed,
-            feature_names=bundle.model.feature_names,
-        )
+        return protocol_silhouette(holdout, bundle.model.predict(x), sample_size=sample_size)
 
     return evaluate
+
+
+def set_weights(weights: dict[str, float]) -> list[float]:
+    """A feature set's weights over every SEGMENTER_FEATURES column (0 = not used)."""
+    return [float(weights.get(f, 0.0)) for f in SEGMENTER_FEATURES]
+
+
+def build_model(
+    k: int, n_components: int, weights: dict[str, float], *, n_init: int, seed: int
+) -> CustomerSegmenter:
+    """An unfitted segmenter for one grid point (PCA clipped to the features in use)."""
+    return CustomerSegmenter(
+        k=k,
+        n_components=min(n_components, sum(1 for w in weights.values() if w > 0)),
+        n_init=n_init,
+        random_state=seed,
+        weights=set_weights(weights),
+    )
+
+
+def train_ari(model: CustomerSegmenter, train: pd.DataFrame, *, n: int, seed: int) -> float | None:
+    """Bootstrap ARI of `model`'s configuration on the train rows (None when n = 0)."""
+    if n <= 0:
+        return None
+    names = model.feature_names
+
+    def fit(rows: np.ndarray):
+        frame = pd.DataFrame(rows, columns=names)
+        refit = build_model(
+            model.k,
+            model.n_components,
+            dict(zip(names, model.weights, strict=True)),
+            n_init=model.n_init,
+            seed=model.random_state,
+        ).fit(frame)
+        return lambda z: refit.pipeline.predict(pd.DataFrame(z, columns=names))
+
+    return bootstrap_ari(fit, train[names].to_numpy(dtype=np.float64), n=n, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -86,10 +158,14 @@ class TrialOutcome:
 
     k: int
     n_components: int
-    silhouette: float | None
+    silhouette: float | None  # held-back rows, protocol space
     inertia: float | None = None
     fit_seconds: float | None = None
     error: str | None = None
+    features: str = "rfm"
+    smallest_share: float | None = None  # train rows
+    ari: float | None = None  # bootstrap refits on train rows
+    silhouette_own: float | None = None  # held-back rows, the model's own space
 
 
 @dataclass
@@ -105,6 +181,7 @@ class TuneOutcome:
     duration_s: float
     run_id: str | None = None
     model_uri: str | None = None
+    skipped_rows: int = 0  # customers dropped for NaN/inf features (`drop_incomplete`)
 
     @property
     def silhouette(self) -> float:
@@ -126,24 +203,58 @@ def _segmenter_trial(
     *,
     train: pd.DataFrame,
     holdout: pd.DataFrame,
+    feature_sets: dict[str, dict[str, float]],
     n_init: int,
+    n_bootstrap: int,
     seed: int,
     sample_size: int | None,
 ) -> None:
-    """Ray Tune function trainable: fit one (k, n_components) and report holdout silhouette."""
+    """Ray Tune function trainable: fit one grid point, report the criterion's inputs."""
     from ray import tune
 
     params = config["params"]
     start = time.perf_counter()
-    model = CustomerSegmenter(
-        k=int(params["k"]),
-        n_components=int(params["n_components"]),
+    model = build_model(
+        int(params["k"]),
+        int(params["n_components"]),
+        feature_sets[params["features"]],
         n_init=n_init,
-        random_state=seed,
+        seed=seed,
     ).fit(train)
     fit_seconds = time.perf_counter() - start
-    score = segment_silhouette(holdout, model.predict(holdout), sample_size=sample_size, seed=seed)
-    tune.report({METRIC: score, "inertia": model.inertia, "fit_seconds": fit_seconds})
+    held = model.predict(holdout)
+    fitted = model.predict(train)
+    own = model.pipeline[:-1].transform(holdout)
+    n_held = len(np.unique(held))
+    tune.report(
+        {
+            METRIC: protocol_silhouette(holdout, held, sample_size=sample_size),
+            "silhouette_own": float(silhouette_score(own, held)) if 1 < n_held < len(own) else -1.0,
+            "smallest_share": float(np.bincount(fitted, minlength=model.k).min() / len(fitted)),
+            "ari": train_ari(model, train, n=n_bootstrap, seed=seed),
+            "inertia": model.inertia,
+            "fit_seconds": fit_seconds,
+        }
+    )
+
+
+def _outcome(params: dict[str, Any], metrics: dict[str, Any], error: str | None) -> TrialOutcome:
+    def num(key: str) -> float | None:
+        value = metrics.get(key)
+        return float(value) if value is not None else None
+
+    return TrialOutcome(
+        k=int(params["k"]),
+        n_components=int(params["n_components"]),
+        silhouette=num(METRIC),
+        inertia=num("inertia"),
+        fit_seconds=num("fit_seconds"),
+        error=error,
+        features=str(params.get("features", "rfm")),
+        smallest_share=num("smallest_share"),
+        ari=num("ari"),
+        silhouette_own=num("silhouette_own"),
+    )
 
 
 def _progress_callback(on_trial: Callable[[TrialOutcome], None]):
@@ -163,16 +274,7 @@ def _progress_callback(on_trial: Callable[[TrialOutcome], None]):
                 return
             params = trial.config["params"]
             metrics = trial.last_result or {}
-            self.hook(
-                TrialOutcome(
-                    k=int(params["k"]),
-                    n_components=int(params["n_components"]),
-                    silhouette=metrics.get(METRIC),
-                    inertia=metrics.get("inertia"),
-                    fit_seconds=metrics.get("fit_seconds"),
-                    error=error,
-                )
-            )
+            self.hook(_outcome(params, metrics, error))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._emit(trial, None)
@@ -199,7 +301,9 @@ def run_tune(
             _segmenter_trial,
             train=train,
             holdout=holdout,
+            feature_sets=cfg.feature_sets,
             n_init=cfg.n_init,
+            n_bootstrap=cfg.n_bootstrap,
             seed=cfg.seed,
             sample_size=cfg.sample_size,
         ),
@@ -226,29 +330,65 @@ def run_tune(
     results = tuner.fit()
     trials: list[TrialOutcome] = []
     for result in results:
-        params = result.config["params"]
-        metrics = result.metrics or {}
-        score = metrics.get(METRIC)
-        trials.append(
-            TrialOutcome(
-                k=int(params["k"]),
-                n_components=int(params["n_components"]),
-                silhouette=float(score) if score is not None else None,
-                inertia=metrics.get("inertia"),
-                fit_seconds=metrics.get("fit_seconds"),
-                error=repr(result.error) if result.error else None,
-            )
-        )
-    return sorted(trials, key=lambda t: (t.k, t.n_components))
+        error = repr(result.error) if result.error else None
+        trials.append(_outcome(result.config["params"], result.metrics or {}, error))
+    return sorted(trials, key=lambda t: (t.features, t.k, t.n_components))
 
 
-def pick_best(trials: list[TrialOutcome]) -> TrialOutcome:
-    """Highest silhouette; ties go to the simpler model (smaller k, then fewer components)."""
+def admissible(
+    t: TrialOutcome, *, min_k: int = 2, min_segment_share: float = 0.0, min_ari: float = -1.0
+) -> bool:
+    """Whether a trial passes the criterion's gates (an unmeasured share or ARI passes)."""
+    return passes_criterion(
+        t.k,
+        t.smallest_share,
+        t.ari,
+        min_k=min_k,
+        min_segment_share=min_segment_share,
+        min_ari=min_ari,
+    )
+
+
+def pick_best(
+    trials: list[TrialOutcome],
+    *,
+    min_k: int = 2,
+    min_segment_share: float = 0.0,
+    min_ari: float = -1.0,
+) -> TrialOutcome:
+    """The criterion: among admissible trials, the highest held-back silhouette; ties go to
+    the simpler model (smaller k, then fewer components). When no trial is admissible the
+    gates are relaxed in `relaxed_pool`'s order (the run is tagged `criterion_met=false`)."""
     scored = [t for t in trials if t.silhouette is not None and math.isfinite(t.silhouette)]
     if not scored:
         errors = "; ".join(f"k={t.k} pca={t.n_components}: {t.error}" for t in trials)
         raise RuntimeError(f"every segmenter trial failed: {errors}")
-    return min(scored, key=lambda t: (-t.silhouette, t.k, t.n_components))
+    gates = {"min_k": min_k, "min_segment_share": min_segment_share, "min_ari": min_ari}
+    passing, _ = relaxed_pool(scored, lambda t: (t.k, t.smallest_share, t.ari), **gates)
+    return min(passing, key=lambda t: (-t.silhouette, t.k, t.n_components, t.features))
+
+
+def drop_incomplete(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(customers whose features are all finite, how many were dropped).
+
+    Rule: a customer with a NaN or infinite feature (e.g. a snapshot row written before a
+    column existed) cannot be placed in any space, so training skips it and reports the count;
+    missing columns and non-numeric dtypes still fail loudly in `validate_features`.
+    """
+    names = [c for c in SEGMENTER_FEATURES if c in df.columns]
+    numeric = [c for c in names if pd.api.types.is_numeric_dtype(df[c])]
+    if not numeric:
+        return df, 0
+    finite = np.isfinite(df[numeric].to_numpy(dtype=np.float64)).all(axis=1)
+    return df.loc[finite], int((~finite).sum())
+
+
+def _gates(cfg: SegmenterTuneConfig) -> dict[str, Any]:
+    return {
+        "min_k": cfg.min_k,
+        "min_segment_share": cfg.min_segment_share,
+        "min_ari": cfg.min_ari,
+    }
 
 
 def tune_segmenter(
@@ -261,9 +401,11 @@ def tune_segmenter(
 ) -> TuneOutcome:
     """Grid-tune k x PCA components on a held-back split, refit the best on all rows, log it.
 
-    `df` holds exactly the SEGMENTER_FEATURES columns (customer ids in the index).
+    `df` holds exactly the SEGMENTER_FEATURES columns (customer ids in the index); customers
+    with a NaN/inf feature are skipped and counted in `TuneOutcome.skipped_rows`.
     """
     start = time.perf_counter()
+    df, skipped = drop_incomplete(df)
     x = validate_features(df, CustomerSegmenter().feature_names)
     train, holdout = split_holdout(x, cfg.holdout_fraction, cfg.seed)
     k_max = max(cfg.k_values)
@@ -273,9 +415,9 @@ def tune_segmenter(
             f"{cfg.holdout_fraction}: need more than {k_max} rows in each split"
         )
     trials = run_tune(train, holdout, cfg, on_trial=on_trial)
-    best = pick_best(trials)
-    model = CustomerSegmenter(
-        k=best.k, n_components=best.n_components, n_init=cfg.n_init, random_state=cfg.seed
+    best = pick_best(trials, **_gates(cfg))
+    model = build_model(
+        best.k, best.n_components, cfg.feature_sets[best.features], n_init=cfg.n_init, seed=cfg.seed
     ).fit(x)
     profiles = model.profiles(x)
     outcome = TuneOutcome(
@@ -286,6 +428,7 @@ def tune_segmenter(
         holdout=holdout,
         n_rows=len(x),
         duration_s=0.0,
+        skipped_rows=skipped,
     )
     if log_to_mlflow:
         _log_to_mlflow(outcome, cfg, x, train_rows=len(train), tenant=tenant)
@@ -348,44 +491,75 @@ def _log_to_mlflow(
             {
                 **cfg.model_dump(),
                 "n_rows": len(x),
+                "skipped_rows": outcome.skipped_rows,
                 "n_train": train_rows,
                 "n_holdout": len(outcome.holdout),
                 "n_trials": len(outcome.trials),
                 "best_k": best.k,
                 "best_n_components": best.n_components,
+                "best_features": best.features,
                 "feature_names": ",".join(model.feature_names),
             }
         )
+        mlflow.set_tag("criterion_met", str(admissible(best, **_gates(cfg))).lower())
         for t in outcome.trials:
-            with mlflow.start_run(run_name=f"k={t.k} pca={t.n_components}", nested=True, tags=tags):
-                mlflow.log_params({"k": t.k, "n_components": t.n_components})
-                metrics = {METRIC: t.silhouette, "inertia": t.inertia, "fit_seconds": t.fit_seconds}
+            name = f"{t.features} k={t.k} pca={t.n_components}"
+            with mlflow.start_run(run_name=name, nested=True, tags=tags):
+                mlflow.log_params(
+                    {"k": t.k, "n_components": t.n_components, "features": t.features}
+                )
+                metrics = {
+                    METRIC: t.silhouette,
+                    "silhouette_own": t.silhouette_own,
+                    "smallest_share": t.smallest_share,
+                    "ari": t.ari,
+                    "inertia": t.inertia,
+                    "fit_seconds": t.fit_seconds,
+                }
                 mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
                 if t.error:
                     mlflow.set_tag("error", t.error[:5000])
-        sample = x.head(200)
+        sample = x.head(200)  # every model takes all SEGMENTER_FEATURES (unused ones weigh 0)
         info = mlflow.sklearn.log_model(
             model.pipeline,
             name=MODEL_ARTIFACT,
             signature=infer_signature(sample, model.predict(sample)),
             pip_requirements=_pip_requirements(),
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
         # Logged after the model and linked to it: logging them first makes log_model re-insert
         # them for the model (MLflow swallows the duplicate key, psycopg logs a warning).
+        best_metrics = {
+            METRIC: best.silhouette,
+            "silhouette_own": best.silhouette_own,
+            "smallest_share": best.smallest_share,
+            "ari": best.ari,
+            "inertia": model.inertia,
+        }
         mlflow.log_metrics(
-            {METRIC: float(best.silhouette), "inertia": model.inertia}, model_id=info.model_id
+            {k: float(v) for k, v in best_metrics.items() if v is not None}, model_id=info.model_id
         )
         mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
         mlflow.log_dict(
             {
                 "k": best.k,
                 "n_components": best.n_components,
+                "features": best.features,
                 "feature_names": model.feature_names,
+                "weights": model.weights,
                 "segments": outcome.profiles,
             },
             PROFILES_ARTIFACT,
         )
         mlflow.log_dict({"trials": [t.__dict__ for t in outcome.trials]}, TRIALS_ARTIFACT)
+        # who is in which segment at training time: `POST /churn/analyze {segmentId}` reads it
+        mlflow.log_dict(
+            {
+                "customer_ids": [int(c) for c in x.index],
+                "segments": [int(g) for g in outcome.model.predict(x)],
+            },
+            ASSIGNMENTS_ARTIFACT,
+        )
         mlflow.log_figure(_silhouette_figure(outcome.trials, best), PLOT_ARTIFACT)
     outcome.run_id = parent.info.run_id
     outcome.model_uri = info.model_uri

@@ -255,3 +255,51 @@ def _register(
         spec, run.run_id, run.metric, tenant=tenant, tags={registry.WINDOW_TAG: window}
     )
     summary.update({k: result[k] for k in ("name", "version", "promoted", "reason")})
+
+
+def train_recommender(
+    *,
+    tenant: str | None = None,
+    config: Path | None = None,
+    quick: bool = False,
+    tune: bool = False,
+    promote: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Judge popularity, repeat purchase, item-kNN, ALS, NCF alone and the hybrid on the
+    tenant's baskets (recsys_cj shape), train the served NCF with Ray Train, log everything to
+    MLflow, register it as `<tenant>.recommender` and promote it if its test NDCG@10 beats the
+    champion's on the same split. `quick` uses the config's quick profile; `tune` first runs
+    the Ray Tune (ASHA) search on inner validation."""
+    from core.ray_runtime import ensure_ray
+    from training.recommender_run import log_run, run_recommender
+    from training.specs import RECOMMENDER
+    from training.trainers.recommender import load_recommender_config
+
+    step = on_step or (lambda text: None)
+    tenant = tenant or get_settings().tenant
+    cfg = load_recommender_config(config, profile="quick" if quick else None)
+    step("starting Ray")
+    ensure_ray()
+    started = time.perf_counter()
+    run = run_recommender(tenant=tenant, cfg=cfg, tune=tune, on_step=step)
+    step("logging to MLflow")
+    log_run(run, cfg, tenant=tenant)
+    summary: dict[str, Any] = {
+        "model": RECOMMENDER.key,
+        "tenant": tenant,
+        "ndcg_at_10": run.metric,
+        "table": run.table,
+        "window": run.window,
+        "tuned": run.tuned,
+        "run_id": run.run_id,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if promote:
+        w = run.window
+        window = (
+            f"tenant {tenant}: last basket of {w['test_households']} households held out, "
+            f"split at {w['split_time']}, catalog {w['catalog']}"
+        )
+        _register(RECOMMENDER, run, tenant, window, summary, step)
+    return summary

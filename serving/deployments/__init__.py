@@ -9,6 +9,7 @@ from __future__ import annotations
 DEPLOYMENTS: dict[str, str] = {
     "segmenter": "serving.deployments.segmenter:Segmenter",
     "forecaster": "serving.deployments.forecaster:Forecaster",
+    "recommender": "serving.deployments.recommender:Recommender",
     "anomaly": "serving.deployments.anomaly:Anomaly",
     "churn": "serving.deployments.churn:Churn",
 }

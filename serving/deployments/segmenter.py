@@ -52,7 +52,6 @@ class Segmenter(ModelDeployment):
         """Customer ids the served version assigned to `segment` at training time ([] for an
         unknown segment); None without a model (or one that kept no assignments)."""
         loaded = self._get(tenant)
-        members = getattr(loaded.model, "members", None) if loaded is not None else None
-        if members is None:  # no model, or a version trained before assignments were kept
+        if loaded is None:
             return None
-        return members(int(segment))
+        return loaded.model.members(int(segment))

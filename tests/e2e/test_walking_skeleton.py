@@ -20,7 +20,12 @@ def served(sample_warehouse, ray_session, tmp_path_factory):
 
     from pipelines.jobs.features import materialize
     from pipelines.jobs.serve import deploy
-    from pipelines.jobs.train import train_anomaly, train_churn, train_forecaster
+    from pipelines.jobs.train import (
+        train_anomaly,
+        train_churn,
+        train_forecaster,
+        train_recommender,
+    )
     from pipelines.jobs.train import train_segmenter as segmenter
 
     counts = materialize()
@@ -37,11 +42,14 @@ def served(sample_warehouse, ray_session, tmp_path_factory):
     config.write_text(ANOMALY_CONFIG.read_text() + "\nmin_days: 100\nmin_history_days: 20\n")
     anomaly = train_anomaly(quick=True, config=config)
     assert anomaly["promoted"], anomaly
+    recommender = train_recommender(quick=True)
+    assert recommender["promoted"], recommender
     base = deploy(port=free_port())
     with httpx.Client(base_url=base, timeout=60) as client:
         client.forecast = forecast  # the forecaster's training summary
         client.churn = churn
         client.anomaly = anomaly
+        client.recommender = recommender
         yield client, outcome
     serve.shutdown()
 
@@ -222,3 +230,84 @@ def test_anomaly_detector_is_judged_and_flags_store_days_from_the_champion(serve
     assert too_long.status_code == 422 and "92" in too_long.json()["error"]["message"]
     unknown = client.post("/api/v1/predictions/anomalies/detect", json={**body, "storeIds": ["x"]})
     assert unknown.status_code == 404
+
+
+def test_operators_list_versions_and_promote_one_explicitly(served) -> None:
+    from core.errors import NotFoundError
+    from pipelines.jobs.train import train_churn
+    from training import registry
+    from training.specs import CHURN
+
+    client, _ = served
+    second = train_churn(quick=True)  # same window: kept unless strictly better
+    rows = registry.versions(CHURN, "default")
+    assert [r["version"] for r in rows][:2] == [second["version"], client.churn["version"]]
+    assert sum(r["champion"] for r in rows) == 1
+    with pytest.raises(NotFoundError, match="no version 99"):
+        registry.promote(CHURN, "default", 99)
+    result = registry.promote(CHURN, "default", second["version"])
+    assert result["version"] == second["version"]
+    assert [r["version"] for r in registry.versions(CHURN, "default") if r["champion"]] == [
+        second["version"]
+    ]
+
+
+def test_churn_of_a_segment_scores_its_members_riskiest_first(served) -> None:
+    from training.registry import load_champion
+    from training.specs import SEGMENTER
+
+    client, _ = served
+    segmenter = load_champion(SEGMENTER, "default").model
+    segment = segmenter.profiles[0]["id"]
+    members = set(segmenter.members(segment))
+    assert members and len(members) == segmenter.profiles[0]["size"]
+    reply = client.post("/api/v1/predictions/churn/analyze", json={"segmentId": segment})
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    got = [c["customerId"] for c in data["customers"]]
+    assert data["segmentId"] == segment and set(got) == members and len(got) == len(members)
+    probabilities = [c["probability"] for c in data["customers"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    missing = client.post("/api/v1/predictions/churn/analyze", json={"segmentId": 99})
+    assert missing.status_code == 404
+
+
+def test_recommender_is_judged_and_recommends_with_reasons(served) -> None:
+    import psycopg
+
+    from core.settings import get_settings
+
+    client, _ = served
+    summary = client.recommender
+    test = summary["table"]["test"]
+    assert {"popularity", "repeat", "item_knn", "als", "ncf", "hybrid"} <= set(test)
+    assert summary["ndcg_at_10"] == test["hybrid"]["NDCG@10"]
+    reply = client.get("/api/v1/recommendations/products/1?limit=7")
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    assert data["modelVersion"] == summary["version"] and data["fallback"] is False
+    recs = data["recommendations"]
+    assert [r["rank"] for r in recs] == list(range(1, 8))
+    assert len({r["productId"] for r in recs}) == 7 and all(r["reason"] for r in recs)
+    # excluding the last 365 days leaves only staples (bought in >= half of the baskets)
+    fresh = client.get("/api/v1/recommendations/products/1?limit=7&excludePurchasedDays=365")
+    assert fresh.status_code == 200 and fresh.json()["data"]["asOf"] == "2018-01-01"
+    with psycopg.connect(get_settings().database_url) as conn:
+        bought = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT i.product_id FROM transactions t JOIN transaction_items i"
+                " USING (tenant_id, transaction_id) WHERE t.tenant_id = 'default'"
+                " AND t.customer_id = 1"
+            )
+        }
+        # a customer the warehouse knows without any purchase: popularity, flagged fallback
+        conn.execute("INSERT INTO customers (tenant_id, customer_id) VALUES ('default', 424242)")
+    assert {r["productId"] for r in recs} & bought  # repeat purchases lead the plain list
+    for r in fresh.json()["data"]["recommendations"]:
+        assert r["productId"] not in bought or "every" in r["reason"]  # only staples stay
+    new = client.get("/api/v1/recommendations/products/424242?limit=5").json()["data"]
+    assert new["fallback"] is True and "popular" in new["fallbackReason"]
+    assert len(new["recommendations"]) == 5
+    assert client.get("/api/v1/recommendations/products/987654321").status_code == 404
+    assert client.get("/api/v1/recommendations/products/1?limit=101").status_code == 422

@@ -133,13 +133,26 @@ def test_from_pipeline_round_trip(customers, fitted):
     wrapped = CustomerSegmenter.from_pipeline(fitted.pipeline)
     assert (wrapped.k, wrapped.n_components) == (4, 3)
     np.testing.assert_array_equal(wrapped.predict(df), fitted.predict(df))
+    weighted = CustomerSegmenter(k=4, n_components=3, n_init=2, weights=RFM_ONLY).fit(df)
+    assert CustomerSegmenter.from_pipeline(weighted.pipeline).weights == RFM_ONLY
+
+
+def test_zero_weight_features_do_not_move_segments(customers):
+    """An RFM-only model ignores the behaviour columns it still takes as input."""
+    df, _ = customers
+    model = CustomerSegmenter(k=4, n_components=3, n_init=3, weights=RFM_ONLY).fit(df)
+    noisy = df.assign(coupon_share=1.0 - df["coupon_share"], stores_visited=99.0)
+    np.testing.assert_array_equal(model.predict(noisy), model.predict(df))
+    with pytest.raises(ValueError, match="weights"):
+        CustomerSegmenter(weights=[0.0] * len(SEGMENTER_FEATURES))
 
 
 def test_config_file_loads_and_overrides():
-    cfg = load_segmenter_config(max_trials=3, k_values=[4, 2, 4])
+    cfg = load_segmenter_config(max_trials=3, k_values=[4, 2, 4], pca_components=[2, 3])
     assert cfg.k_values == [2, 4]
     assert len(cfg.grid()) == 3
-    assert cfg.grid() == load_segmenter_config(max_trials=3, k_values=[2, 4]).grid()
+    again = load_segmenter_config(max_trials=3, k_values=[2, 4], pca_components=[2, 3])
+    assert cfg.grid() == again.grid()
     full = load_segmenter_config()  # the shipped file: the whole grid, no budget
     # PCA sizes are clipped to each set's feature count, so a 3-feature set has fewer of them.
     expected = sum(
@@ -163,12 +176,23 @@ def test_config_rejects_unknown_and_invalid_keys(tmp_path):
         load_segmenter_config(holdout_fraction=1.5)
 
 
-@pytest.mark.parametrize("k,n_components", [(2, 1), (4, 3), (6, 11)])
-def test_numpy_path_agrees_with_the_pipeline_on_every_customer(k: int, n_components: int) -> None:
+RFM_ONLY = [
+    1.0 if f in ("recency_days", "frequency", "monetary") else 0.0 for f in SEGMENTER_FEATURES
+]
+MONETARY_LOW = [0.7 if f == "monetary" else 1.0 for f in SEGMENTER_FEATURES]
+
+
+@pytest.mark.parametrize(
+    "k,n_components,weights",
+    [(2, 1, None), (4, 3, None), (6, 11, None), (4, 3, RFM_ONLY), (5, 6, MONETARY_LOW)],
+)
+def test_numpy_path_agrees_with_the_pipeline_on_every_customer(
+    k: int, n_components: int, weights: list[float] | None
+) -> None:
     from training.models.segmenter import FastSegmenter
 
     x, _ = make_customers(n_per_group=50, seed=3)
-    model = CustomerSegmenter(k=k, n_components=n_components, n_init=2).fit(x)
+    model = CustomerSegmenter(k=k, n_components=n_components, n_init=2, weights=weights).fit(x)
     fast = FastSegmenter(model)
     np.testing.assert_array_equal(fast.predict(x.to_numpy()), model.predict(x))
     # one row at a time, from the online store's mapping (any key order)

@@ -1,10 +1,12 @@
 """K-Means + PCA customer segmenter: one sklearn Pipeline plus validation and segment profiles.
 
-Pipeline: log1p on the heavy-tailed money/count features -> StandardScaler -> PCA -> KMeans.
+Pipeline: log1p on the heavy-tailed money/count features -> StandardScaler -> per-feature
+weights -> PCA -> KMeans. Any subset of SEGMENTER_FEATURES can be used (the search picks one).
 
-Segment labels (`profiles`) come from a fixed, ordered rule on the segment's mean features
-relative to the population mean of the frame being profiled (ratio = segment / population;
-1.0 when the population mean is 0). The first rule that matches wins:
+Segment labels in `profiles` come from `training.segmenting.labels.segment_labels` (mean
+recency, frequency and monetary of each segment). `label_segment` below is the first slice's
+11-feature rule, kept for callers that still use it. Its rules, relative to the population mean
+(ratio = segment / population; 1.0 when the population mean is 0), first match wins:
 
 1. "At risk"           recency_days >= 1.5x (they have stayed away 50% longer than average)
 2. "High-value loyal"  monetary >= 1.5x and frequency >= 1.25x
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
@@ -44,6 +47,27 @@ LOG_FEATURES: tuple[str, ...] = (
     "distinct_products",
     "stores_visited",
 )
+
+
+# Our own pipeline step: MLflow's skops format must be told it is safe to load (it records this
+# list in the logged model, so loaders need no extra argument).
+SKOPS_TRUSTED_TYPES: list[str] = ["training.models.segmenter.FeatureWeights"]
+
+
+class FeatureWeights(TransformerMixin, BaseEstimator):
+    """Multiply standardised columns by fixed weights (a weight < 1 quiets a feature)."""
+
+    def __init__(self, weights: Sequence[float] = ()) -> None:
+        self.weights = weights
+
+    def fit(self, x: np.ndarray, y: Any = None) -> FeatureWeights:
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) * np.asarray(self.weights, dtype=np.float64)
+
+    def get_feature_names_out(self, input_features: Any = None) -> Any:
+        return input_features
 
 
 def validate_features(df: pd.DataFrame, feature_names: Sequence[str]) -> pd.DataFrame:
@@ -155,6 +179,7 @@ class CustomerSegmenter:
         n_init: int = 10,
         random_state: int = 0,
         feature_names: Sequence[str] = SEGMENTER_FEATURES,
+        weights: Sequence[float] | None = None,
     ) -> None:
         if k < 2:
             raise ValueError(f"k must be >= 2, got {k}")
@@ -168,6 +193,21 @@ class CustomerSegmenter:
         self.n_init = n_init
         self.random_state = random_state
         self.feature_names: list[str] = list(feature_names)
+        # Weights follow feature_names; they are applied in the preprocessor's column order.
+        self.weights: list[float] = (
+            [1.0] * len(self.feature_names) if weights is None else [float(w) for w in weights]
+        )
+        # Weight 0 drops a feature from the clustering while it stays an input, so every
+        # model takes the same feature vector (online store row, batch frame) whatever it uses.
+        if (
+            len(self.weights) != len(self.feature_names)
+            or min(self.weights) < 0
+            or max(self.weights) <= 0
+        ):
+            raise ValueError(
+                f"weights must be {len(self.feature_names)} numbers >= 0, one > 0; "
+                f"got {self.weights}"
+            )
         self.pipeline: Pipeline | None = None
 
     @classmethod
@@ -175,22 +215,36 @@ class CustomerSegmenter:
         """Wrap an already fitted pipeline (e.g. one loaded from MLflow)."""
         kmeans: KMeans = pipeline.named_steps["kmeans"]
         pca: PCA = pipeline.named_steps["pca"]
+        names = [str(c) for c in pipeline.feature_names_in_]
+        weights = None
+        if "weight" in pipeline.named_steps:  # first-slice pipelines have no weight step
+            ordered = [str(c) for c in pipeline.named_steps["pre"].get_feature_names_out()]
+            by_name = dict(zip(ordered, pipeline.named_steps["weight"].weights, strict=True))
+            weights = [float(by_name[n]) for n in names]
         model = cls(
             k=int(kmeans.n_clusters),
             n_components=int(pca.n_components_),
             n_init=int(kmeans.n_init) if isinstance(kmeans.n_init, int) else 1,
             random_state=kmeans.random_state if kmeans.random_state is not None else 0,
-            feature_names=[str(c) for c in pipeline.feature_names_in_],
+            feature_names=names,
+            weights=weights,
         )
         model.pipeline = pipeline
         return model
 
     def build_pipeline(self) -> Pipeline:
         """The unfitted sklearn pipeline for this configuration."""
+        pre = _preprocessor(self.feature_names)
+        # The ColumnTransformer reorders columns (log1p block first): weights follow that order.
+        by_name = dict(zip(self.feature_names, self.weights, strict=True))
+        ordered = [c for c in self.feature_names if c in LOG_FEATURES] + [
+            c for c in self.feature_names if c not in LOG_FEATURES
+        ]
         return Pipeline(
             [
-                ("pre", _preprocessor(self.feature_names)),
+                ("pre", pre),
                 ("scale", StandardScaler()),
+                ("weight", FeatureWeights([by_name[c] for c in ordered])),
                 ("pca", PCA(n_components=self.n_components, random_state=self.random_state)),
                 (
                     "kmeans",
@@ -224,35 +278,37 @@ class CustomerSegmenter:
         return float(self._fitted().named_steps["kmeans"].inertia_)
 
     def profiles(self, df: pd.DataFrame, labels: np.ndarray | None = None) -> list[dict[str, Any]]:
-        """Per segment: id, label, size, share and the mean of every raw feature.
+        """Per segment: id, label, size, share and the mean of every feature column of `df`.
 
-        Sizes sum to len(df); pass `labels` to reuse predictions already made.
+        `df` holds the model's features and may hold more of SEGMENTER_FEATURES (their means
+        are profiled too). Labels come from `segment_labels` on mean recency_days, frequency
+        and monetary ("Segment i" when `df` lacks them); an empty segment is "Empty". Sizes sum
+        to len(df); pass `labels` to reuse predictions already made.
         """
-        x = validate_features(df, self.feature_names)
-        labels = self.predict(x) if labels is None else np.asarray(labels)
+        from training.segmenting.labels import segment_labels
+
+        cols = [c for c in SEGMENTER_FEATURES if c in df.columns and c not in self.feature_names]
+        x = validate_features(df[[*self.feature_names, *cols]], [*self.feature_names, *cols])
+        labels = self.predict(x[self.feature_names]) if labels is None else np.asarray(labels)
         if len(labels) != len(x):
             raise ValueError(f"got {len(labels)} labels for {len(x)} rows")
-        population = {c: float(v) for c, v in x.mean().items()}
-        grouped = x.groupby(labels)
-        means_by_id = {int(i): g.mean() for i, g in grouped}
+        means_by_id = {int(i): g.mean() for i, g in x.groupby(labels)}
+        sizes = [int((labels == seg).sum()) for seg in range(self.k)]
+        present = [seg for seg in range(self.k) if sizes[seg]]
+        names = {seg: f"Segment {seg}" for seg in present}
+        if {"recency_days", "frequency", "monetary"} <= set(x.columns) and present:
+            table = pd.DataFrame([means_by_id[seg] for seg in present], index=present)
+            table["size"] = [sizes[seg] for seg in present]
+            names = dict(zip(present, segment_labels(table), strict=True))
         out: list[dict[str, Any]] = []
-        seen: dict[str, int] = {}
         for seg in range(self.k):
-            size = int((labels == seg).sum())
-            if size:
-                means = {c: float(v) for c, v in means_by_id[seg].items()}
-                label = label_segment(means, population)
-            else:
-                means, label = None, "Empty"
-            seen[label] = seen.get(label, 0) + 1
-            if seen[label] > 1:
-                label = f"{label} ({seen[label]})"
+            means = {c: float(v) for c, v in means_by_id[seg].items()} if sizes[seg] else None
             out.append(
                 {
                     "id": seg,
-                    "label": label,
-                    "size": size,
-                    "share": size / len(x),
+                    "label": names.get(seg, "Empty"),
+                    "size": sizes[seg],
+                    "share": sizes[seg] / len(x),
                     "means": means,
                 }
             )
@@ -260,7 +316,10 @@ class CustomerSegmenter:
 
     def __repr__(self) -> str:
         state = "fitted" if self.pipeline is not None else "unfitted"
-        return f"CustomerSegmenter(k={self.k}, n_components={self.n_components}, {state})"
+        return (
+            f"CustomerSegmenter(k={self.k}, n_components={self.n_components}, "
+            f"features={self.feature_names}, {state})"
+        )
 
 
 class FastSegmenter:
@@ -285,12 +344,16 @@ class FastSegmenter:
         self._n_log = sum(1 for c in ordered if c in LOG_FEATURES)
         mean = scale.mean_ if scale.with_mean else np.zeros(len(ordered))
         std = scale.scale_ if scale.with_std else np.ones(len(ordered))
-        # Fold standardisation and PCA centring into one affine map: z = x' @ W + b.
-        components = pca.components_.T / std[:, None]
+        # (x - mean) / std * w: fold the weight into the scale (w = 0 zeroes an unused column).
+        inv = 1.0 / std
+        if "weight" in pipeline.named_steps:
+            inv = inv * np.asarray(pipeline.named_steps["weight"].weights, dtype=np.float64)
+        # Fold standardisation, weights and PCA centring into one affine map: z = x' @ W + b.
+        components = pca.components_.T * inv[:, None]
         if getattr(pca, "whiten", False):
             components = components / np.sqrt(pca.explained_variance_)[None, :]
         self._w = components
-        self._b = -(mean / std) @ pca.components_.T - pca.mean_ @ pca.components_.T
+        self._b = -(mean * inv) @ pca.components_.T - pca.mean_ @ pca.components_.T
         if getattr(pca, "whiten", False):
             self._b = self._b / np.sqrt(pca.explained_variance_)
         self._centroids = kmeans.cluster_centers_

@@ -147,8 +147,11 @@ def protocol_split(
     n_negatives: int = 99,
     seed: int = 42,
     min_buyers: int = MIN_BUYERS,
+    holdout: bool = True,
 ) -> RecData:
     """PROTOCOLS §2 split; `inner=True` holds out the penultimate basket and drops the last.
+    `holdout=False`: every basket is train and nothing is evaluated (what the served model
+    is fitted on).
 
     Randomness (one `default_rng(seed)` stream, in this order): for each user with a catalog
     target, in customer-id order, its leave-one-out item then its negatives; then the tie keys.
@@ -159,8 +162,8 @@ def protocol_split(
     n_hh = lines["customer_id"].nunique()
     if inner:
         skipped["dropped_last_basket_rows"] = int((lines["from_end"] == 0).sum())
-    train_lines = lines[lines["from_end"] > held]
-    held_lines = lines[lines["from_end"] == held]
+    train_lines = lines[lines["from_end"] > held] if holdout else lines
+    held_lines = lines[lines["from_end"] == held] if holdout else lines.iloc[:0]
 
     customer_ids = np.sort(train_lines["customer_id"].unique())
     skipped["no_train_basket_households"] = int(n_hh - len(customer_ids))

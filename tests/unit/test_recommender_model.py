@@ -1,0 +1,232 @@
+"""NeuMF steps and numpy serving path, the hybrid scorer, its reasons and the Ray trainer."""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+import pydantic
+import pytest
+import scipy.sparse as sp
+import torch
+
+from training.models.recommender import (
+    NCFConfig,
+    NCFWeights,
+    export,
+    make_model,
+    ncf_scores,
+    ncf_scores_all,
+    sample_negatives,
+    train_pairs,
+)
+from training.recommending.data import RecData
+from training.recommending.hybrid import (
+    FEATURES,
+    HybridConfig,
+    HybridScorer,
+    candidates,
+    fit_blend,
+    reasons,
+)
+from training.trainers.recommender import fit_ncf, load_recommender_config
+
+SMALL = NCFConfig(gmf_dim=8, mlp_dim=8, mlp_layers=[16, 8], batch_size=64, epochs=1)
+
+
+def _recdata(
+    counts: np.ndarray, days: np.ndarray, targets: list[np.ndarray], n_neg: int = 5, seed: int = 0
+) -> RecData:
+    """A hand-built RecData: train counts and last-bought days [U, I]; held-out targets per user."""
+    n_users, n_items = counts.shape
+    rng = np.random.default_rng(seed)
+    eval_users = np.arange(len(targets))
+    positives = np.array([t[0] for t in targets])
+    negatives = []
+    for u, t in enumerate(targets):
+        pool = np.flatnonzero((counts[u] == 0) & ~np.isin(np.arange(n_items), t))
+        negatives.append(rng.choice(pool, n_neg, replace=False))
+    return RecData(
+        customer_ids=np.arange(100, 100 + n_users, dtype=np.int64),
+        product_ids=np.arange(1000, 1000 + n_items, dtype=np.int64),
+        train=sp.csr_matrix(counts.astype(np.float32)),
+        last_bought_days=sp.csr_matrix(np.where(counts > 0, days, 0).astype(np.float32)),
+        n_baskets=np.maximum(counts.max(axis=1), 1).astype(np.int64) * 2,
+        department=np.arange(n_items, dtype=np.int64) % 3 + 1,
+        product_category=np.arange(n_items, dtype=np.int64) % 6 + 1,
+        brand=np.ones(n_items, dtype=np.int64),
+        eval_users=eval_users,
+        positives=positives,
+        negatives=np.stack(negatives),
+        tiebreak=rng.random((len(targets), n_neg + 1)),
+        targets=targets,
+        is_new=counts[eval_users, positives] == 0,
+        split_time=np.datetime64("2024-01-01"),
+        skipped={},
+    )
+
+
+def _clustered(n_users: int = 40, n_items: int = 40, seed: int = 0) -> tuple[RecData, list]:
+    """Users 0..n/2 buy from items 0..n/2, the others from the rest; 6 of 20 held out each."""
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_users, n_items))
+    held = []
+    half = n_items // 2
+    for u in range(n_users):
+        cluster = np.arange(half) + (0 if u < n_users // 2 else half)
+        perm = rng.permutation(cluster)
+        counts[u, perm[:14]] = rng.integers(1, 4, 14)
+        held.append(perm[14:])
+    return _recdata(counts, np.full(counts.shape, 3.0), held), held
+
+
+def test_numpy_scores_match_torch_and_survive_save_load(tmp_path) -> None:
+    model = make_model(SMALL, 7, 11)
+    users = np.array([0, 3, 6])
+    items = np.array([[0, 5, 10, 2], [1, 1, 9, 4], [7, 8, 3, 0]])
+    with torch.no_grad():
+        expected = model(
+            torch.from_numpy(np.repeat(users, 4)), torch.from_numpy(items.ravel())
+        ).numpy()
+    weights = export(model)
+    np.testing.assert_allclose(ncf_scores(weights, users, items).ravel(), expected, atol=1e-5)
+    weights.save(tmp_path / "m")
+    loaded = NCFWeights.load(tmp_path / "m")
+    full = ncf_scores_all(loaded, users, chunk=2)
+    np.testing.assert_allclose(full[np.arange(3)[:, None], items].ravel(), expected, atol=1e-5)
+
+
+def test_negatives_are_never_items_the_user_bought() -> None:
+    data, _ = _clustered()
+    pairs = train_pairs(data.train)
+    neg = sample_negatives(pairs, np.arange(data.n_users), 50, np.random.default_rng(1))
+    bought = data.train.toarray() > 0
+    assert not bought[np.arange(data.n_users)[:, None], neg].any()
+
+
+def test_ncf_learns_cluster_preference_on_held_out_items() -> None:
+    data, held = _clustered()
+    cfg = SMALL.model_copy(update={"epochs": 25, "lr": 0.01, "n_neg": 4})
+    history: list[dict] = []
+    weights = fit_ncf(data, cfg, validate=True, on_epoch=history.append)
+    scores = ncf_scores_all(weights, np.arange(data.n_users))
+    wins = []
+    for u, items in enumerate(held):
+        other = np.arange(20, 40) if u < 20 else np.arange(20)
+        wins.append(scores[u, items].mean() > scores[u, other].mean())
+    assert np.mean(wins) >= 0.9
+    assert "val_hr10" in history[-1] and len(history) == 25
+
+
+def test_config_rejects_unknown_keys_and_loads_profiles(tmp_path) -> None:
+    bad = tmp_path / "rec.yaml"
+    bad.write_text("ncf:\n  gmf_dim: 8\n  hidden: 3\n")
+    with pytest.raises(pydantic.ValidationError, match="hidden"):
+        load_recommender_config(bad)
+    quick = load_recommender_config(profile="quick")
+    assert quick.ncf.gmf_dim < load_recommender_config().ncf.gmf_dim
+    assert quick.num_workers == 1
+
+
+def _staples(n_users: int = 30, n_items: int = 60) -> RecData:
+    """Each user has a staple item bought in 8 baskets (held out again) and one-off items."""
+    rng = np.random.default_rng(3)
+    counts = np.zeros((n_users, n_items))
+    days = rng.integers(20, 60, (n_users, n_items)).astype(float)
+    targets = []
+    for u in range(n_users):
+        staple = u % n_items
+        others = rng.choice(np.setdiff1d(np.arange(n_items), staple), 12, replace=False)
+        counts[u, others] = 1
+        counts[u, staple] = 8
+        days[u, staple] = 7
+        new = rng.choice(np.flatnonzero(counts[u] == 0), 1)
+        targets.append(np.array([staple, new[0]]))
+    return _recdata(counts, days, targets)
+
+
+def test_hybrid_ranks_a_heavy_repeat_item_first(tmp_path) -> None:
+    data = _staples()
+    scorer = HybridScorer(None, data, n_neighbours=5)
+    scorer.blend = fit_blend(scorer, HybridConfig(neg_bought=5, neg_random=5))
+    top = scorer.score_all(np.arange(data.n_users)).argmax(axis=1)
+    assert (top == np.arange(data.n_users) % data.n_items).mean() >= 0.9
+    # a saved and reloaded scorer (what serving loads) scores identically
+    scorer.save(tmp_path / "hybrid")
+    loaded = HybridScorer.load(tmp_path / "hybrid")
+    users = np.arange(5)
+    np.testing.assert_allclose(loaded.score_all(users), scorer.score_all(users), rtol=1e-5)
+    # the candidate set puts it first too; an unknown customer is counted and gets popularity
+    cs = candidates(scorer, np.array([100, 999_999]), n=5)
+    assert cs.items[0, 0] == 0 and cs.skipped == {"unknown_customers": 1}
+    assert cs.items.shape == (2, 5)
+
+
+def test_reasons_name_the_repeat_interval_and_co_purchase() -> None:
+    counts = np.zeros((6, 8))
+    counts[:, 1] = counts[:, 2] = 1  # items 1 and 2 always bought together
+    counts[0, 3] = 2  # user 0 bought item 3 twice over a 28-day history
+    counts[0, 2] = 0
+    days = np.full(counts.shape, 5.0)
+    days[0, 1] = 28.0
+    data = _recdata(counts, days, [np.array([4])] * 2, n_neg=2)
+    scorer = HybridScorer(None, data, n_neighbours=3)
+    text = reasons(scorer, 0, np.array([3, 2, 7]), names={1001: "milk"})
+    assert text[0] == "you buy this every 2 weeks"
+    assert text[1] == "often bought with milk"
+    assert text[2].startswith("popular")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    tmp = tempfile.mkdtemp(prefix="rp-rec-ray-", dir="/tmp")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=tmp,
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_build_trainer_runs_one_epoch_and_checkpoints(local_ray, tmp_path) -> None:
+    from training.trainers.recommender import build_trainer, load_checkpoint
+
+    data, _ = _clustered()
+    cfg = load_recommender_config(profile="quick")
+    result = build_trainer(cfg, data, epochs=1, validate=True, storage_path=tmp_path).fit()
+    assert result.error is None
+    assert result.metrics["epoch"] == 1 and 0.0 <= result.metrics["val_hr10"] <= 1.0
+    weights = load_checkpoint(result)
+    assert weights.item_gmf.shape == (data.n_items, cfg.ncf.gmf_dim)
+
+
+def test_unknown_content_code_carries_no_affinity() -> None:
+    counts = np.zeros((4, 6))
+    counts[:, 0] = 3  # every user buys only item 0, whose category is unknown (code 0)
+    data = _recdata(counts, np.full(counts.shape, 5.0), [np.array([1])] * 2, n_neg=2)
+    data.product_category = np.array([0, 0, 1, 1, 2, 2])
+    scorer = HybridScorer(None, data, n_neighbours=2)
+    f = scorer.features(np.array([0]), np.array([[1, 2]]))[0]
+    cat = FEATURES.index("n_log_cat")
+    # item 1 shares the unknown code with item 0 but gets the same (floor) affinity as item 2
+    assert f[0, cat] == f[1, cat] == pytest.approx(np.log(1e-3))
+
+
+@pytest.mark.slow
+def test_tune_selects_a_config_from_the_space_on_validation(local_ray, tmp_path) -> None:
+    from training.trainers.recommender import tune_ncf
+
+    data, _ = _clustered()
+    cfg = load_recommender_config(profile="quick")
+    result = tune_ncf(data, cfg, num_samples=2, storage_path=tmp_path)
+    assert len(result.trials) == 2 and all(t["error"] is None for t in result.trials)
+    assert result.best_config.lr in cfg.tune.lr and result.best_config.n_neg in cfg.tune.n_neg
+    assert 1 <= result.best_config.epochs <= cfg.tune.max_epochs
+    assert result.best_val_hr10 == max(t["best_val_hr10"] for t in result.trials)

@@ -1,0 +1,432 @@
+"""The served recommender: NeuMF blended with the household's repeat-purchase signal, content
+affinity and co-purchase neighbours (numpy only at scoring time).
+
+Features of a (user, item) pair are split by whether the user bought the item in train
+("bought" x feature and "new" x feature), so one logistic regression learns two rankers: how
+due a repeat purchase is (baskets with the item, recency, typical interval) and which new item
+fits (NCF, co-purchase kNN, department/category/brand affinity, popularity). The blend is fitted
+on the inner-validation split only (`fit_blend`).
+
+Rules for bad input (counted in `CandidateSet.skipped`):
+- `unknown_customers`: customer ids with no train basket get the popularity ranking (cold start).
+- content code 0 (unknown department/category/brand) carries no affinity: it is not a category.
+
+The repurchase interval of an item is approximated from `RecData` alone as the user's history
+span (the oldest last-purchase age among its items) / baskets with the item, so "every N weeks"
+is the mean gap over the user's whole history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field
+
+from training.models.recommender import NCFWeights, ncf_scores
+
+FEATURES = (
+    "bought",
+    "b_log_count",
+    "b_share",
+    "b_log_recency",
+    "b_log_due",
+    "b_abs_log_due",
+    "b_ncf",
+    "b_log_knn",
+    "b_log_pop",
+    "b_log_uknn",
+    "n_ncf",
+    "n_log_knn",
+    "n_log_cat",
+    "n_log_dept",
+    "n_log_brand",
+    "n_log_pop",
+    "n_log_uknn",
+)
+
+
+class HybridConfig(BaseModel):
+    """Hybrid scorer settings (configs/recommender.yaml `hybrid`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_neighbours: int = Field(20, ge=1, description="co-purchase neighbours kept per item")
+    n_user_neighbours: int = Field(50, ge=1, description="similar households per household")
+    n_candidates: int = Field(200, ge=1, description="candidate set size per household")
+    neg_bought: int = Field(60, ge=0, description="blend negatives per user among bought items")
+    neg_random: int = Field(99, ge=1, description="blend negatives per user over the catalog")
+    C: float = Field(1.0, gt=0, description="inverse L2 strength of the blend")
+    bought_offsets: list[float] = Field(
+        [0.0, 1.0, 2.0, 4.0, 8.0, 1000.0], min_length=1, description="grid for select_offset"
+    )
+    seed: int = 42
+
+
+@dataclass
+class Blend:
+    """Linear blend over FEATURES (standardisation folded into coef)."""
+
+    coef: np.ndarray  # [F]
+    intercept: float = 0.0
+    bought_offset: float = 0.0  # already in coef[0]; kept to report what was selected
+
+    @classmethod
+    def ncf_only(cls) -> Blend:
+        """The blend that ranks by NCF alone (for reporting NCF through the same scorer)."""
+        coef = np.zeros(len(FEATURES), np.float32)
+        coef[FEATURES.index("b_ncf")] = coef[FEATURES.index("n_ncf")] = 1.0
+        return cls(coef)
+
+
+@dataclass
+class CoPurchase:
+    """Top co-purchase neighbours per item: cosine on the binary user x item matrix."""
+
+    neighbours: np.ndarray  # [I, k] item indices, -1 = none
+    sims: np.ndarray  # [I, k] float32, descending
+    matrix: sp.csr_matrix  # [I, I] the same as a sparse matrix (row i: i's neighbours)
+
+
+def co_purchase(train: sp.csr_matrix, k: int = 20, chunk: int = 1024) -> CoPurchase:
+    """Item-item cosine top-k (self excluded), computed in item chunks to bound memory."""
+    b = (train > 0).astype(np.float32).tocsr()
+    n_items = b.shape[1]
+    norms = np.sqrt(np.asarray(b.sum(axis=0)).ravel()).clip(min=1e-9)
+    bt = b.T.tocsr()
+    k = min(k, max(n_items - 1, 1))
+    nbr = np.full((n_items, k), -1, np.int64)
+    sims = np.zeros((n_items, k), np.float32)
+    for s in range(0, n_items, chunk):
+        co = (bt[s : s + chunk] @ b).toarray()
+        co /= norms[s : s + chunk, None] * norms[None, :]
+        co[np.arange(co.shape[0]), np.arange(s, s + co.shape[0])] = 0.0
+        top = np.argpartition(-co, k - 1, axis=1)[:, :k] if n_items > k else np.argsort(-co)
+        top = top[:, :k]
+        val = np.take_along_axis(co, top, axis=1)
+        order = np.argsort(-val, axis=1)
+        top, val = np.take_along_axis(top, order, 1), np.take_along_axis(val, order, 1)
+        nbr[s : s + len(co), : top.shape[1]] = np.where(val > 0, top, -1)
+        sims[s : s + len(co), : top.shape[1]] = np.where(val > 0, val, 0.0)
+    rows = np.repeat(np.arange(n_items), k)
+    keep = nbr.ravel() >= 0
+    mat = sp.csr_matrix(
+        (sims.ravel()[keep], (rows[keep], nbr.ravel()[keep])), shape=(n_items, n_items)
+    )
+    return CoPurchase(nbr, sims, mat)
+
+
+def _affinity(train: sp.csr_matrix, codes: np.ndarray) -> sp.csr_matrix:
+    """[U, n_codes] share of the user's baskets-with-item in each code (code 0 = unknown: 0)."""
+    n = int(codes.max()) + 1 if len(codes) else 1
+    known = codes > 0
+    rows = np.flatnonzero(known)
+    onehot = sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, codes[known])), shape=(len(codes), n)
+    )
+    total = np.asarray(train.sum(axis=1)).ravel().clip(min=1.0)
+    return sp.csr_matrix(sp.diags(1.0 / total) @ (train @ onehot))
+
+
+class HybridScorer:
+    """score(users[E], items[E, K]) -> [E, K] and score_all(users[E]) -> [E, I], numpy only."""
+
+    def __init__(
+        self,
+        ncf_weights: NCFWeights | None,
+        data,
+        blend: Blend | None = None,
+        *,
+        co: CoPurchase | None = None,
+        n_neighbours: int = 20,
+        n_user_neighbours: int = 50,
+    ) -> None:
+        self.ncf, self.data = ncf_weights, data
+        self.n_user_neighbours = n_user_neighbours
+        self.blend = blend or Blend.ncf_only()
+        self.train = data.train.tocsr().astype(np.float32)
+        self.last = (
+            data.last_bought_days.tocsr()
+            if data.last_bought_days is not None
+            else (self.train > 0).astype(np.float32)  # no recency known: 1 day for every item
+        )
+        self.co = co or co_purchase(self.train, n_neighbours)
+        # "popular with shoppers like you": the share of the household's most similar households
+        # (cosine on the binary matrix, top-k) that bought the item.
+        peers = co_purchase(self.train.T.tocsr(), n_user_neighbours).matrix
+        self.peers = sp.csr_matrix(
+            sp.diags(1.0 / np.asarray(peers.sum(axis=1)).ravel().clip(min=1e-9)) @ peers
+        )
+        self.n_baskets = np.maximum(np.asarray(data.n_baskets, np.float32), 1.0)
+        self.span = np.asarray(self.last.max(axis=1).todense()).ravel().clip(min=1.0)
+        self.pop = np.log1p(np.asarray((self.train > 0).sum(axis=0)).ravel()).astype(np.float32)
+        self.aff = [
+            _affinity(self.train, np.asarray(c, np.int64))
+            for c in (data.product_category, data.department, data.brand)
+        ]
+        self.codes = [
+            np.asarray(c, np.int64) for c in (data.product_category, data.department, data.brand)
+        ]
+
+    def save(self, path: str | Path) -> None:
+        """Write NCF weights, blend and the household x item matrices to directory `path`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.ncf is not None:
+            self.ncf.save(path / "ncf")
+        d = self.data
+        sp.save_npz(path / "train.npz", self.train)
+        sp.save_npz(path / "last.npz", self.last.tocsr())
+        np.savez(
+            path / "hybrid.npz",
+            coef=self.blend.coef,
+            customer_ids=d.customer_ids,
+            product_ids=d.product_ids,
+            n_baskets=d.n_baskets,
+            department=d.department,
+            product_category=d.product_category,
+            brand=d.brand,
+        )
+        meta = {
+            "intercept": self.blend.intercept,
+            "bought_offset": self.blend.bought_offset,
+            "features": list(FEATURES),
+            "n_neighbours": self.co.neighbours.shape[1],
+            "n_user_neighbours": self.n_user_neighbours,
+            "split_time": str(d.split_time),
+        }
+        (path / "hybrid.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> HybridScorer:
+        """Rebuild what `save` wrote (neighbour tables are recomputed: seconds, at load time)."""
+        from training.recommending.data import RecData
+
+        path = Path(path)
+        meta = json.loads((path / "hybrid.json").read_text())
+        if meta["features"] != list(FEATURES):
+            raise ValueError(f"{path}: saved with features {meta['features']}, have {FEATURES}")
+        with np.load(path / "hybrid.npz") as z:
+            a = {k: z[k] for k in z.files}
+        empty = np.empty(0, np.int64)
+        data = RecData(
+            customer_ids=a["customer_ids"],
+            product_ids=a["product_ids"],
+            train=sp.load_npz(path / "train.npz").tocsr(),
+            last_bought_days=sp.load_npz(path / "last.npz").tocsr(),
+            n_baskets=a["n_baskets"],
+            department=a["department"],
+            product_category=a["product_category"],
+            brand=a["brand"],
+            eval_users=empty,
+            positives=empty,
+            negatives=np.empty((0, 0), np.int64),
+            tiebreak=np.empty((0, 0)),
+            targets=[],
+            is_new=np.empty(0, bool),
+            split_time=np.datetime64(meta["split_time"]),
+            skipped={},
+        )
+        ncf = NCFWeights.load(path / "ncf") if (path / "ncf").is_dir() else None
+        blend = Blend(a["coef"], meta["intercept"], meta["bought_offset"])
+        return cls(
+            ncf,
+            data,
+            blend,
+            n_neighbours=meta["n_neighbours"],
+            n_user_neighbours=meta["n_user_neighbours"],
+        )
+
+    def features(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """[E, K, F] FEATURES of users [E] x items [E, K]."""
+        users = np.asarray(users, np.int64)
+        items = np.asarray(items, np.int64)
+        # Dense rows once per distinct user (a blend sample repeats each user ~50 times).
+        uniq, inv = np.unique(users, return_inverse=True)
+        r = inv.reshape(-1)[:, None]
+        count = self.train[uniq].toarray()[r, items]
+        days = self.last[uniq].toarray()[r, items]
+        b = (count > 0).astype(np.float32)
+        n = 1.0 - b
+        interval = self.span[users][:, None] / np.maximum(count, 1.0)
+        log_due = np.log(np.maximum(days, 1.0) / interval)
+        knn = np.log1p((self.train[uniq] > 0).astype(np.float32) @ self.co.matrix.T)
+        knn = np.asarray(knn.todense() if sp.issparse(knn) else knn)[r, items]
+        uknn = (self.peers[uniq] @ (self.train > 0).astype(np.float32)).toarray()[r, items]
+        uknn = np.log(uknn + 1e-3)
+        ncf = ncf_scores(self.ncf, users, items) if self.ncf is not None else np.zeros_like(b)
+        pop = self.pop[items]
+        aff = [
+            np.log(a[uniq].toarray()[r, c[items]] + 1e-3)
+            for a, c in zip(self.aff, self.codes, strict=True)
+        ]
+        cols = [
+            b,
+            b * np.log1p(count),
+            b * count / self.n_baskets[users][:, None],
+            b * np.log1p(days),
+            b * log_due,
+            b * np.abs(log_due),
+            b * ncf,
+            b * knn,
+            b * pop,
+            b * uknn,
+            n * ncf,
+            n * knn,
+            n * aff[0],
+            n * aff[1],
+            n * aff[2],
+            n * pop,
+            n * uknn,
+        ]
+        return np.stack(cols, axis=-1).astype(np.float32)
+
+    def score(self, users: np.ndarray, items: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """Blended scores of users [E] x items [E, K]."""
+        out = np.empty(np.shape(items), np.float32)
+        for s in range(0, len(users), chunk):
+            f = self.features(users[s : s + chunk], items[s : s + chunk])
+            out[s : s + chunk] = f @ self.blend.coef + self.blend.intercept
+        return out
+
+    def score_all(self, users: np.ndarray, chunk: int = 8) -> np.ndarray:
+        """Blended scores of users [E] against the whole catalog, [E, I]."""
+        users = np.asarray(users, np.int64)
+        n_items = self.train.shape[1]
+        out = np.empty((len(users), n_items), np.float32)
+        for s in range(0, len(users), chunk):
+            u = users[s : s + chunk]
+            out[s : s + chunk] = self.score(
+                u, np.broadcast_to(np.arange(n_items), (len(u), n_items))
+            )
+        return out
+
+    def interval_days(self, user: int, item: int) -> float | None:
+        """The user's typical days between purchases of `item` (None if bought < 2 times)."""
+        count = float(self.train[user, item])
+        return float(self.span[user] / count) if count >= 2 else None
+
+
+def _blend_sample(data, cfg: HybridConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, items, labels): each evaluated user's held-out basket items as positives, plus
+    negatives among its bought items and uniform over the catalog (both outside the basket)."""
+    rng = np.random.default_rng(cfg.seed)
+    train = data.train.tocsr()
+    us, its, ys = [], [], []
+    for u, t in zip(data.eval_users, data.targets, strict=True):
+        seen = train.indices[train.indptr[u] : train.indptr[u + 1]]
+        bought = np.setdiff1d(seen, t)
+        neg_b = rng.choice(bought, min(cfg.neg_bought, len(bought)), replace=False)
+        neg_r = rng.integers(0, data.train.shape[1], cfg.neg_random)
+        neg_r = neg_r[~np.isin(neg_r, t)]
+        items = np.concatenate([t, neg_b, neg_r])
+        us.append(np.full(len(items), u))
+        its.append(items)
+        ys.append(np.r_[np.ones(len(t)), np.zeros(len(neg_b) + len(neg_r))])
+    return np.concatenate(us), np.concatenate(its), np.concatenate(ys)
+
+
+def fit_blend(scorer: HybridScorer, cfg: HybridConfig) -> Blend:
+    """Logistic-regression blend on `scorer.data`, which must be the inner-validation split."""
+    from sklearn.linear_model import LogisticRegression
+
+    users, items, labels = _blend_sample(scorer.data, cfg)
+    # in blocks of 256 users: features densify one catalog-wide row per distinct user
+    cuts = np.searchsorted(users, np.unique(users)[::256][1:])
+    x = np.concatenate(
+        [
+            scorer.features(u, i[:, None])[:, 0, :]
+            for u, i in zip(np.split(users, cuts), np.split(items, cuts), strict=True)
+        ]
+    )
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    lr = LogisticRegression(C=cfg.C, max_iter=2000).fit((x - mean) / scale, labels)
+    coef = (lr.coef_[0] / scale).astype(np.float32)
+    blend = Blend(coef, float(lr.intercept_[0] - (coef * mean).sum()))
+    return select_offset(scorer, blend, cfg.bought_offsets)
+
+
+def select_offset(scorer: HybridScorer, blend: Blend, offsets: list[float]) -> Blend:
+    """`blend` with its "bought" weight raised by the offset that maximises sampled HR@10 (then
+    NDCG@10) on `scorer.data` (inner validation).
+
+    The regression calibrates P(in next basket), where an item bought once long ago loses to a
+    popular new one; the protocol's sampled metric instead rewards ranking any bought item above
+    never-bought ones. The offset trades between the two and is chosen on inner validation.
+    """
+    from training.recommending.metrics import hit_rate, ndcg, positive_ranks
+
+    data = scorer.data
+    f = scorer.features(data.eval_users, data.candidates())
+    base = f @ blend.coef
+    best, best_key = blend, (-1.0, -1.0)
+    for off in offsets:
+        ranks = positive_ranks(base + off * f[..., 0], data.tiebreak)
+        key = (hit_rate(ranks), ndcg(ranks))
+        if key >= best_key:  # ties: the larger offset (closer to "bought first")
+            coef = blend.coef.copy()
+            coef[0] += off
+            best, best_key = Blend(coef, blend.intercept, off), key
+    return best
+
+
+def reasons(
+    scorer: HybridScorer, user: int, items: np.ndarray, names: dict[int, str] | None = None
+) -> list[str]:
+    """One line per recommended item: repeat interval, a co-purchase partner, or popularity.
+
+    `names` maps product ids to display names (the product id is shown otherwise).
+    """
+    train = scorer.train
+    seen = set(train.indices[train.indptr[user] : train.indptr[user + 1]].tolist())
+    pids = scorer.data.product_ids
+    out = []
+    for item in np.asarray(items, np.int64):
+        days = scorer.interval_days(user, int(item))
+        partner = next((int(j) for j in scorer.co.neighbours[item] if j in seen), None)
+        if days is not None:
+            out.append(
+                f"you buy this every {round(days / 7)} weeks"
+                if days >= 10
+                else f"you buy this every {max(round(days), 1)} days"
+            )
+        elif partner is not None:
+            pid = int(pids[partner])
+            out.append(f"often bought with {(names or {}).get(pid, f'product {pid}')}")
+        else:
+            out.append("popular with shoppers like you")
+    return out
+
+
+@dataclass
+class CandidateSet:
+    """Per-household top-N item indices and scores, precomputed for serving."""
+
+    customer_ids: np.ndarray  # [E]
+    items: np.ndarray  # [E, N] item indices, best first
+    scores: np.ndarray  # [E, N]
+    skipped: dict[str, int]
+
+
+def candidates(scorer: HybridScorer, customer_ids: np.ndarray, n: int = 200) -> CandidateSet:
+    """Top-n catalog items per customer by blended score; unknown customers get popularity."""
+    customer_ids = np.asarray(customer_ids, np.int64)
+    users = scorer.data.user_index(customer_ids)
+    known = users >= 0
+    n = min(n, scorer.train.shape[1])
+    items = np.empty((len(users), n), np.int64)
+    scores = np.empty((len(users), n), np.float32)
+    if known.any():
+        s = scorer.score_all(users[known])
+        top = np.argpartition(-s, n - 1, axis=1)[:, :n]
+        val = np.take_along_axis(s, top, axis=1)
+        order = np.argsort(-val, axis=1, kind="stable")
+        items[known] = np.take_along_axis(top, order, 1)
+        scores[known] = np.take_along_axis(val, order, 1)
+    popular = np.argsort(-scorer.pop, kind="stable")[:n]
+    items[~known] = popular
+    scores[~known] = scorer.pop[popular]
+    return CandidateSet(customer_ids, items, scores, {"unknown_customers": int((~known).sum())})
