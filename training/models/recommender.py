@@ -19,6 +19,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from training.models.optim import adam
+
 
 class NCFConfig(BaseModel):
     """NeuMF architecture and training budget (configs/recommender.yaml `ncf`)."""
@@ -74,15 +76,8 @@ def make_model(cfg: NCFConfig, n_users: int, n_items: int) -> NeuMF:
 
 
 def make_optimizer(model: nn.Module, cfg: NCFConfig) -> torch.optim.Optimizer:
-    """Adam, fused where this torch build supports it on CPU (DESIGN §6: ~2x per step)."""
-    if cfg.fused_adam:
-        try:
-            return torch.optim.Adam(
-                model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
-            )
-        except (RuntimeError, TypeError):  # pragma: no cover - builds without fused CPU Adam
-            pass
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """Adam over the model's parameters (fused where supported, `cfg.fused_adam`)."""
+    return adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused_adam)
 
 
 @dataclass

@@ -23,18 +23,12 @@ from training.models.forecaster import (
     static_vocab_for,
     vocab_sizes_for,
 )
+from training.models.optim import adam
 
 
 def make_optimizer(model: nn.Module, cfg: LSTMConfig) -> torch.optim.Optimizer:
-    """Adam, fused where this torch build supports it on the model's device (DESIGN §6)."""
-    if cfg.fused_adam:
-        try:
-            return torch.optim.Adam(
-                model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
-            )
-        except (RuntimeError, TypeError):  # pragma: no cover - builds without fused CPU Adam
-            pass
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """Adam over the model's parameters (fused where supported, `cfg.fused_adam`)."""
+    return adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused_adam)
 
 
 def train_epoch(
