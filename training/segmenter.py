@@ -58,9 +58,9 @@ class SegmenterBundle:
     model: CustomerSegmenter
     fast: FastSegmenter
     profiles: list[dict[str, Any]]
-    assignments: dict[int, list[int]] | None = None  # segment -> customer ids (training time)
+    assignments: dict[int, list[Any]] | None = None  # segment -> customer ids (training time)
 
-    def members(self, segment: int) -> list[int] | None:
+    def members(self, segment: int) -> list[Any] | None:
         """Customers assigned to `segment` at training time ([] for an unknown segment); None
         for a version logged before assignments were kept."""
         if self.assignments is None:
@@ -86,7 +86,7 @@ def load_bundle(model_uri: str, run_id: str) -> SegmenterBundle:
     if raw is not None:
         assignments = {}
         for cid, seg in zip(raw["customer_ids"], raw["segments"], strict=True):
-            assignments.setdefault(int(seg), []).append(int(cid))
+            assignments.setdefault(int(seg), []).append(cid)
     return SegmenterBundle(model=model, fast=FastSegmenter(model), profiles=profiles,
                            assignments=assignments)  # fmt: skip
 
@@ -555,7 +555,7 @@ def _log_to_mlflow(
         # who is in which segment at training time: `POST /churn/analyze {segmentId}` reads it
         mlflow.log_dict(
             {
-                "customer_ids": [int(c) for c in x.index],
+                "customer_ids": [c.item() if hasattr(c, "item") else c for c in x.index],
                 "segments": [int(g) for g in outcome.model.predict(x)],
             },
             ASSIGNMENTS_ARTIFACT,

@@ -303,10 +303,16 @@ def test_recommender_is_judged_and_recommends_with_reasons(served) -> None:
         }
         # a customer the warehouse knows without any purchase: popularity, flagged fallback
         conn.execute("INSERT INTO customers (tenant_id, customer_id) VALUES ('default', 424242)")
+        conn.commit()
+        try:
+            new = client.get("/api/v1/recommendations/products/424242?limit=5").json()["data"]
+        finally:  # the session's warehouse is shared: leave its customers as they were
+            conn.execute(
+                "DELETE FROM customers WHERE tenant_id = 'default' AND customer_id = 424242"
+            )
     assert {r["productId"] for r in recs} & bought  # repeat purchases lead the plain list
     for r in fresh.json()["data"]["recommendations"]:
         assert r["productId"] not in bought or "every" in r["reason"]  # only staples stay
-    new = client.get("/api/v1/recommendations/products/424242?limit=5").json()["data"]
     assert new["fallback"] is True and "popular" in new["fallbackReason"]
     assert len(new["recommendations"]) == 5
     assert client.get("/api/v1/recommendations/products/987654321").status_code == 404
