@@ -94,8 +94,7 @@ def known_stores(conn: psycopg.Connection, *, tenant: str) -> list[str]:
 def date_range(conn: psycopg.Connection, *, tenant: str) -> tuple[date, date] | None:
     """(first, last) business dates with sales, or None without any."""
     row = conn.execute(
-        "SELECT min(business_date), max(business_date) FROM store_daily_sales"
-        " WHERE tenant_id = %s",
+        "SELECT min(business_date), max(business_date) FROM store_daily_sales WHERE tenant_id = %s",
         (tenant,),
     ).fetchone()
     return None if row is None or row[0] is None else (row[0], row[1])
