@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Literal
 
 from core.tenants import validate_tenant
+from features.churn import FEATURE_DOCS as CHURN_FEATURE_DOCS
 
 DType = Literal["float64", "int64", "string"]
 TIMESTAMP_FIELD = "event_timestamp"
@@ -248,50 +249,7 @@ CUSTOMER_CHURN = FeatureViewSpec(
     ttl=timedelta(days=400),
     description="Household behaviour over several windows: recency, frequency, spend, trends, "
     "inter-purchase gaps, discount and coupon use, breadth",
-    # the names and order of training.churn.features.FEATURE_NAMES (a unit test checks)
-    features=_floats(
-        [
-            ("recency_days", "days from the last purchase to the reference time"),
-            ("recency_weeks", "feature end week minus the last active week"),
-            ("tenure_days", "days from the first purchase to the reference time"),
-            ("baskets_4w", "distinct transactions in the last 4 weeks"),
-            ("baskets_13w", "distinct transactions in the last 13 weeks"),
-            ("baskets_26w", "distinct transactions in the last 26 weeks"),
-            ("baskets_all", "distinct transactions in all feature weeks"),
-            ("spend_4w", "sales_value in the last 4 weeks"),
-            ("spend_13w", "sales_value in the last 13 weeks"),
-            ("spend_26w", "sales_value in the last 26 weeks"),
-            ("spend_all", "sales_value in all feature weeks"),
-            ("trend_4_13", "baskets per week in the last 4 over the last 13 weeks"),
-            ("trend_13_26", "baskets per week in the last 13 over the last 26 weeks"),
-            ("spend_trend_13_26", "spend per week in the last 13 over the last 26 weeks"),
-            ("active_share_4w", "share of the last 4 weeks with a purchase"),
-            ("active_share_13w", "share of the last 13 weeks with a purchase"),
-            ("active_share_tenure", "share of weeks since the first active week with a purchase"),
-            ("rate_per_week", "baskets per week since the first active week"),
-            ("gap_mean_days", "mean days between distinct purchase days (fill: window length)"),
-            ("gap_sd_days", "sd of days between distinct purchase days (fill: 0)"),
-            ("gap_max_days", "longest gap between distinct purchase days (fill: window length)"),
-            ("recency_over_gap", "recency over the household's mean gap (typical gaps elapsed)"),
-            (
-                "recency_over_max_gap",
-                "recency over the household's longest gap (>1: unusually silent)",
-            ),
-            ("last_gap_over_mean", "last gap over the mean gap (fill: 1)"),
-            ("silent9_share", "share of past 9-week windows (since first week) with no purchase"),
-            (
-                "expected_silence",
-                "Poisson probability of no basket in 9 weeks at the household's rate",
-            ),
-            ("discount_share", "retail discount over (sales + retail discount)"),
-            ("coupon_basket_share", "share of baskets with a coupon discount"),
-            ("distinct_products", "distinct products bought"),
-            ("distinct_stores", "distinct stores visited"),
-            ("weekend_share", "share of baskets on Saturday or Sunday"),
-            ("avg_basket_value", "spend_all over baskets_all"),
-            ("avg_items_per_basket", "line items per basket"),
-        ]
-    ),
+    features=_floats(list(CHURN_FEATURE_DOCS.items())),
 )
 
 # ----------------------------------------------------------------------------- services

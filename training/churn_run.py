@@ -35,7 +35,7 @@ def snapshot_times(items: pd.DataFrame) -> dict[str, tuple[int, datetime]]:
     """{"train": (feature end week, as-of), "now": (newest week, as-of)}: the as-of of a
     snapshot is the end of the newest day with a transaction in its weeks (UTC). "train" is
     absent when the tenant has too few weeks for the churn windows."""
-    from training.churn.features import windows_for
+    from features.churn import windows_for
 
     weeks = items["week"]
     cutoffs = {"now": int(weeks.max())}
@@ -103,9 +103,9 @@ def run_churn(
 ) -> ChurnRun:
     """Judge the churn models on the tenant's data and refit the served one."""
     from core.errors import ValidationFailed
+    from features.churn import FEATURE_DOCS, FEATURE_NAMES, churn_labels, windows_for
     from features.offline import churn_frame as feast_churn_frame
     from training.churn.evaluate import ChurnFrame, evaluate_protocol
-    from training.churn.features import FEATURE_DOCS, FEATURE_NAMES, churn_labels, windows_for
     from training.datasets import warehouse_line_items
     from training.models.churn import ChurnModel
 

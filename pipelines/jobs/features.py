@@ -82,9 +82,9 @@ def _compute_forecast_features(database_url: str, tenant: str, step: Any) -> dic
 def _compute_model_features(database_url: str, tenant: str, step: Any) -> dict[str, Any]:
     """Store x day sales (anomaly detector) and churn snapshots (churn model)."""
     from core.db import connect
+    from features.churn import churn_feature_set
     from features.churn_store import write_churn_snapshots
     from features.store_daily import compute_store_daily
-    from training.churn.features import churn_feature_set
     from training.churn_run import snapshot_times
     from training.datasets import warehouse_line_items
 

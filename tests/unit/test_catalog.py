@@ -7,7 +7,7 @@ from pathlib import Path
 
 from core.schema import CHURN_FEATURES, customer_churn_features
 from features.catalog import CUSTOMER_CHURN, FEATURE_SERVICES, FEATURE_VIEWS
-from training.churn.features import FEATURE_NAMES
+from features.churn import FEATURE_NAMES
 from training.specs import MODELS
 
 MIGRATION = Path(__file__).parents[2] / "core/migrations/versions/0004_customer_churn_features.py"

@@ -6,6 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.churn import (
+    FEATURE_DOCS,
+    FEATURE_NAMES,
+    churn_feature_set,
+    churn_features,
+    churn_labels,
+    windows_for,
+)
 from training.churn import ChurnConfig, load_churn_config
 from training.churn.evaluate import (
     ChurnFrame,
@@ -13,14 +21,6 @@ from training.churn.evaluate import (
     churn_frame,
     evaluate_protocol,
     quality,
-)
-from training.churn.features import (
-    FEATURE_DOCS,
-    FEATURE_NAMES,
-    churn_feature_set,
-    churn_features,
-    churn_labels,
-    windows_for,
 )
 from training.models.churn import ChurnModel, ChurnParams, LogisticBaseline
 

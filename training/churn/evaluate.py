@@ -21,14 +21,14 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from training.churn import ChurnConfig
-from training.churn.features import (
+from features.churn import (
     FEATURE_NAMES,
     ChurnWindows,
     churn_feature_set,
     churn_labels,
     windows_for,
 )
+from training.churn import ChurnConfig
 from training.models.churn import ChurnModel, ChurnParams, LogisticBaseline
 
 # PROTOCOLS §5 baseline LightGBM: fixed, uncalibrated

@@ -13,9 +13,9 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from features.churn import FEATURE_NAMES
 from training.churn import ChurnConfig
 from training.churn.evaluate import ChurnFrame
-from training.churn.features import FEATURE_NAMES
 from training.models.churn import ChurnModel, ChurnParams
 
 
