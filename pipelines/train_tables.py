@@ -103,6 +103,11 @@ def churn_table(summary: dict[str, Any]) -> Table:
             f"{m['brier_mean']:.4f}" if m["brier_mean"] is not None else "—",
             style="bold" if name == "lightgbm" else None,
         )
+    filled = max((table_data.get("filled") or {}).values(), default=0)
+    table.caption = (
+        f"{table_data.get('skipped_rows', 0)} line item(s) skipped (missing customer, time or "
+        f"week); {filled} household(s) with one purchase day got the documented gap fill"
+    )
     return table
 
 

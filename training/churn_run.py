@@ -103,7 +103,13 @@ def run_churn(
 ) -> ChurnRun:
     """Judge the churn models on the tenant's data and refit the served one."""
     from core.errors import ValidationFailed
-    from features.churn import FEATURE_DOCS, FEATURE_NAMES, churn_labels, windows_for
+    from features.churn import (
+        FEATURE_DOCS,
+        FEATURE_NAMES,
+        churn_feature_set,
+        churn_labels,
+        windows_for,
+    )
     from features.offline import churn_frame as feast_churn_frame
     from training.churn.evaluate import ChurnFrame, evaluate_protocol
     from training.datasets import warehouse_line_items
@@ -144,7 +150,10 @@ def run_churn(
             f" in weeks {win.label_start}..{win.label_end}; a churn model needs both",
             details={"tenant": tenant},
         )
-    frame = ChurnFrame(X, y, {"main": np.ones(len(y), bool), "clean": clean}, win, 0, {})
+    # the bad-input accounting of the snapshot (rows skipped, gap features filled) for the card
+    built = churn_feature_set(items, feature_end_week=week)
+    pops = {"main": np.ones(len(y), bool), "clean": clean}
+    frame = ChurnFrame(X, y, pops, win, built.skipped_rows, dict(built.filled))
     step(f"judging lightgbm, logistic and recency on {cfg.splits} stratified splits")
     start = time.perf_counter()
     table = evaluate_protocol(items, None, cfg, splits=cfg.splits, frame=frame)
