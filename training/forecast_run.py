@@ -108,9 +108,16 @@ def run_forecaster(
         n_series=cfg.n_series,
         rank_until_week=origins["test"],
     )
-    covariates = sorted(set(cfg.lstm.covariates) | set(cfg.lstm.future_covariates))
-    static = sorted(set(cfg.lstm.static) | {"department"})
-    panel = panel_from_weekly(frame, weeks=(first, last), covariates=covariates, static=static)
+    covariates = set(cfg.lstm.covariates) | set(cfg.lstm.future_covariates)
+    static = set(cfg.lstm.static) | {"department"}
+    if challenger:  # the TFT reads the calendar, the promotion plan and more attributes
+        from training.trainers.forecast_tft import KNOWN, STATIC
+
+        covariates |= {*KNOWN, "discount_depth"}
+        static |= set(STATIC)
+    panel = panel_from_weekly(
+        frame, weeks=(first, last), covariates=sorted(covariates), static=sorted(static)
+    )
     window = {
         "tenant": tenant,
         "first_week": first,
