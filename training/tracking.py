@@ -82,8 +82,12 @@ def configure_mlflow(experiment: str | None = None) -> str:
     warnings.filterwarnings("ignore", message=r".*``noload`` loader strategy")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = get_settings()
+    ours = mlflow_tracking_uri(settings)
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI: our own URI there is not a
+    # user's choice (treating it as one dropped the artifact root to ./mlruns of the cwd).
     explicit = os.environ.get("MLFLOW_TRACKING_URI")
-    uri = explicit or mlflow_tracking_uri(settings)
+    explicit = explicit if explicit and explicit != ours else None
+    uri = explicit or ours
     if not explicit:
         _ensure_database(uri)
     mlflow.set_tracking_uri(uri)
