@@ -97,8 +97,8 @@ def recommender(quick: bool, models: list[str] | None) -> dict:
     `--models baselines` scores the four baselines only (about 2 minutes)."""
     from training.datasets import cj_line_items
     from training.recommender_run import judge
+    from training.recommending.config import load_recommender_config
     from training.recommending.evaluate import PROTOCOL, evaluate_protocol
-    from training.trainers.recommender import load_recommender_config
 
     items, products = cj_line_items()
     start = time.perf_counter()

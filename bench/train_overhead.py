@@ -48,7 +48,8 @@ def _plain(wc) -> dict:
     return {"samples_per_s": samples / train_s, "wall_s": wall, "loop_s": reports[-1]["loop_s"]}
 
 
-def _ray_init(tmp: str) -> float:
+def ray_init(tmp: str) -> float:
+    """Start a private local Ray (2 CPUs, malloc env job-wide); returns the seconds it took."""
     import ray
 
     start = time.perf_counter()
@@ -132,7 +133,7 @@ def main() -> None:
     try:
         for i in range(args.repeat):
             plain.append(_plain(wc))
-            init_s = _ray_init(f"{tmp}/r{i}")
+            init_s = ray_init(f"{tmp}/r{i}")
             rayed.append(_ray(cfg, panel, args.epochs, f"{tmp}/store"))
             start = time.perf_counter()
             ray.shutdown()
@@ -144,7 +145,7 @@ def main() -> None:
                 file=sys.stderr,
             )
         # warm: one Ray, several fits in a row (how train-all and Tune use it)
-        _ray_init(f"{tmp}/warm")
+        ray_init(f"{tmp}/warm")
         warm = [_ray(cfg, panel, args.epochs, f"{tmp}/store") for _ in range(args.repeat)]
         ray.shutdown()
     finally:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from train_overhead import ray_init  # noqa: E402  (same folder: bench/)
+
 from core.ray_runtime import MALLOC_ENV  # noqa: E402
 
 
@@ -41,22 +43,6 @@ def _keep(reports: list[dict], metrics: dict, checkpoint_dir: str | None) -> Non
     reports.append(metrics)
     if checkpoint_dir:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
-
-
-def _ray_init(tmp: str) -> float:
-    import ray
-
-    start = time.perf_counter()
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=tmp,
-        logging_level="ERROR",
-        log_to_driver=False,
-        runtime_env={"env_vars": dict(MALLOC_ENV)},
-    )
-    return time.perf_counter() - start
 
 
 def _epoch_log(path: str):
@@ -107,8 +93,8 @@ def main() -> None:
     import ray
 
     from training.datasets import cj_line_items
+    from training.recommending.config import load_recommender_config
     from training.recommending.data import protocol_split
-    from training.trainers.recommender import load_recommender_config
 
     cfg = load_recommender_config()
     data = protocol_split(*cj_line_items(args.households))
@@ -117,7 +103,7 @@ def main() -> None:
     try:
         for i in range(args.repeat):
             plain.append(_plain(data, cfg, args.epochs))
-            init_s = _ray_init(f"{tmp}/r{i}")
+            init_s = ray_init(f"{tmp}/r{i}")
             rayed.append(_ray(ray.put(data), cfg, args.epochs, f"{tmp}/store"))
             start = time.perf_counter()
             ray.shutdown()
@@ -127,7 +113,7 @@ def main() -> None:
                 f"ray {rayed[-1]['samples_per_s']:.0f}/s, fixed {rayed[-1]['fixed_s']:.1f}s",
                 file=sys.stderr,
             )
-        _ray_init(f"{tmp}/warm")
+        ray_init(f"{tmp}/warm")
         ref = ray.put(data)
         warm = [_ray(ref, cfg, args.epochs, f"{tmp}/store") for _ in range(args.repeat)]
         ddp_cfg = cfg.model_copy(update={"num_workers": 2})

@@ -102,7 +102,6 @@ def train_forecaster(
     it as `<tenant>.forecaster` and promote it if it beats the champion on the same test
     window. `quick` uses the config's quick profile and skips the TFT challenger."""
     from core.ray_runtime import ensure_ray
-    from training import registry
     from training.forecast_run import log_run, run_forecaster
     from training.forecasting.config import load_forecaster_config
     from training.specs import FORECASTER
@@ -136,13 +135,9 @@ def train_forecaster(
         "seconds": round(time.perf_counter() - started, 1),
     }
     if promote:
-        step("registering in MLflow")
         origin, last = run.window["origins"]["test"], run.window["last_week"]
         window = f"tenant {tenant}: weeks {origin + 1}..{last} from origin {origin}, top {run.window['n_series']} series"
-        result = registry.register_and_promote(
-            FORECASTER, run.run_id, test["MASE"], tenant=tenant, tags={registry.WINDOW_TAG: window}
-        )
-        summary.update({k: result[k] for k in ("name", "version", "promoted", "reason")})
+        _register(FORECASTER, run.run_id, test["MASE"], tenant, window, summary, step)
     return summary
 
 
@@ -187,7 +182,7 @@ def train_churn(
             f"tenant {tenant}: features to week {w['feature_end_week']}, label weeks "
             f"{w['label_weeks'][0]}..{w['label_weeks'][1]}, {w['splits']} splits"
         )
-        _register(CHURN, run, tenant, window, summary, step)
+        _register(CHURN, run.run_id, run.metric, tenant, window, summary, step)
     return summary
 
 
@@ -239,20 +234,27 @@ def train_anomaly(
             f"tenant {tenant}: days {w['window'][0]}..{w['window'][1]}, {w['stores']} stores, "
             f"seeds {w['seeds'][0]}..{w['seeds'][-1]}"
         )
-        _register(ANOMALY, run, tenant, window, summary, step)
+        _register(ANOMALY, run.run_id, run.metric, tenant, window, summary, step)
     return summary
 
 
 def _register(
-    spec: Any, run: Any, tenant: str, window: str, summary: dict[str, Any], step: Any
+    spec: Any,
+    run_id: str,
+    metric: float,
+    tenant: str,
+    window: str,
+    summary: dict[str, Any],
+    step: Any,
 ) -> None:
-    """Register `run` as a version of the tenant's `spec` model and promote it if it beats the
-    champion's logged metric on the identical `window`; adds the outcome to `summary`."""
+    """Register MLflow run `run_id` as a version of the tenant's `spec` model and promote it if
+    `metric` beats the champion's logged metric on the identical `window`; adds the outcome to
+    `summary`."""
     from training import registry
 
     step("registering in MLflow")
     result = registry.register_and_promote(
-        spec, run.run_id, run.metric, tenant=tenant, tags={registry.WINDOW_TAG: window}
+        spec, run_id, metric, tenant=tenant, tags={registry.WINDOW_TAG: window}
     )
     summary.update({k: result[k] for k in ("name", "version", "promoted", "reason")})
 
@@ -273,8 +275,8 @@ def train_recommender(
     the Ray Tune (ASHA) search on inner validation."""
     from core.ray_runtime import ensure_ray
     from training.recommender_run import log_run, run_recommender
+    from training.recommending.config import load_recommender_config
     from training.specs import RECOMMENDER
-    from training.trainers.recommender import load_recommender_config
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
@@ -301,5 +303,5 @@ def train_recommender(
             f"tenant {tenant}: last basket of {w['test_households']} households held out, "
             f"split at {w['split_time']}, catalog {w['catalog']}"
         )
-        _register(RECOMMENDER, run, tenant, window, summary, step)
+        _register(RECOMMENDER, run.run_id, run.metric, tenant, window, summary, step)
     return summary

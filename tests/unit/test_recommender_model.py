@@ -20,6 +20,7 @@ from training.models.recommender import (
     sample_negatives,
     train_pairs,
 )
+from training.recommending.config import load_recommender_config
 from training.recommending.data import RecData
 from training.recommending.hybrid import (
     FEATURES,
@@ -29,7 +30,7 @@ from training.recommending.hybrid import (
     fit_blend,
     reasons,
 )
-from training.trainers.recommender import fit_ncf, load_recommender_config
+from training.trainers.recommender import fit_ncf
 
 SMALL = NCFConfig(gmf_dim=8, mlp_dim=8, mlp_layers=[16, 8], batch_size=64, epochs=1)
 

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from training.profiles import deep_merge, read_profiled
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 FORECASTER_CONFIG = CONFIG_DIR / "forecaster.yaml"
@@ -147,30 +148,11 @@ class ForecasterConfig(BaseModel):
     tune: TuneConfig = TuneConfig()
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def load_forecaster_config(
     path: str | Path | None = None, *, profile: str | None = None, **overrides: Any
 ) -> ForecasterConfig:
     """Read configs/forecaster.yaml (or `path`), apply `profile` then non-None `overrides`."""
     path = Path(path) if path is not None else FORECASTER_CONFIG
-    if not path.is_file():
-        raise FileNotFoundError(f"forecaster config not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    profiles = raw.pop("profiles", {}) or {}
-    if profile is not None:
-        if profile not in profiles:
-            raise ValueError(f"{path}: no profile {profile!r} (have {sorted(profiles)})")
-        raw = _merge(raw, profiles[profile])
-    raw = _merge(raw, {k: v for k, v in overrides.items() if v is not None})
+    raw = read_profiled(path, profile, "forecaster")
+    raw = deep_merge(raw, {k: v for k, v in overrides.items() if v is not None})
     return ForecasterConfig.model_validate(raw)

@@ -19,70 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
-
 from core.ray_runtime import MALLOC_ENV
 from training.models.recommender import NCFConfig, NCFWeights
-from training.recommending.hybrid import HybridConfig
+from training.recommending.config import RecommenderConfig
 
-CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "recommender.yaml"
 METRIC = "val_hr10"
-
-
-class TuneSpace(BaseModel):
-    """Ray Tune + ASHA search over NeuMF (lists to sample from)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    num_samples: int = Field(4, ge=1)
-    max_concurrent_trials: int = Field(2, ge=1)
-    max_epochs: int = Field(4, ge=1, description="ASHA max_t")
-    grace_period: int = Field(1, ge=1)
-    reduction_factor: int = Field(2, ge=2)
-    cpus_per_trial: float = Field(1.0, gt=0)
-    lr: list[float] = Field([1e-3, 2e-3, 4e-3], min_length=1)
-    n_neg: list[int] = Field([2, 4], min_length=1)
-    weight_decay: list[float] = Field([0.0, 1e-6], min_length=1)
-    pos_weight: list[str] = Field(["none", "log"], min_length=1)
-
-    def search_space(self) -> dict[str, list[Any]]:
-        """Parameter name -> candidate values."""
-        return {k: getattr(self, k) for k in ("lr", "n_neg", "weight_decay", "pos_weight")}
-
-
-class RecommenderConfig(BaseModel):
-    """Everything configs/recommender.yaml sets (after applying a profile)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    experiment: str = Field("retailpulse-recommender", min_length=1)
-    num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP when > 1)")
-    ncf: NCFConfig = NCFConfig()
-    tune: TuneSpace = TuneSpace()
-    hybrid: HybridConfig = HybridConfig()
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        is_map = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merge(out[key], value) if is_map else value
-    return out
-
-
-def load_recommender_config(
-    path: str | Path | None = None, *, profile: str | None = None
-) -> RecommenderConfig:
-    """Read configs/recommender.yaml (or `path`) and apply `profile`; unknown keys raise."""
-    path = Path(path) if path is not None else CONFIG_PATH
-    raw = yaml.safe_load(path.read_text()) or {}
-    profiles = raw.pop("profiles", {}) or {}
-    if profile is not None:
-        if profile not in profiles:
-            raise ValueError(f"{path}: no profile {profile!r} (have {sorted(profiles)})")
-        raw = _merge(raw, profiles[profile])
-    return RecommenderConfig.model_validate(raw)
 
 
 @dataclass(frozen=True)
