@@ -35,3 +35,9 @@ class ServiceUnavailable(RetailPulseError):
 
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
+
+    def __init__(
+        self, message: str, *, details: dict | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after  # seconds, sent as the Retry-After header

@@ -1,8 +1,32 @@
-"""One way to start or join Ray, so training, scoring and serving share the same runtime."""
+"""One way to start or join Ray, so training, scoring and serving share the same runtime.
+
+Which Ray (`ray_target`, a pure function):
+
+1. `RETAILPULSE_RAY_ADDRESS` set → join that cluster (our own setting wins).
+2. else `RAY_ADDRESS` set → join it, the way Ray's own tools do. `ray job submit` sets it
+   for the entrypoint, so `ray job submit -- retailpulse score all` runs on the job's cluster
+   instead of starting a second, nested one inside the job (DESIGN §6).
+3. else a private local Ray (`address="local"`), never a stray cluster a bare `ray.init()`
+   would attach to.
+
+What workers get (`worker_env`): the malloc settings and every `RETAILPULSE_*` variable the
+driver has. Only a *local* Ray also gets the resolved service URLs (the embedded services'
+loopback ports), because its workers share this machine. On a cluster every node has its own
+environment, and a loopback URL would point a remote worker at nothing; the scoring and
+training code paths hand workers what they need (a model object through the object store) and
+write to the services from the driver. A job submitted on this machine still finds the
+services: its driver runs on the head node and resolves them itself (configured URLs from its
+environment or the job's `runtime_env`, embedded ones from the state under `RETAILPULSE_HOME`).
+Variables the submitted job already sets in its `runtime_env` are not repeated (Ray refuses a
+driver `runtime_env` that names the same variable as the job's).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 # glibc malloc tuned for CPU PyTorch/numpy work in Ray workers (DESIGN §6: fewer page faults).
 MALLOC_ENV = {
@@ -10,16 +34,54 @@ MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "1048576",
     "MALLOC_TRIM_THRESHOLD_": "268435456",
 }
+# Set by Ray's job manager for a submitted job's driver (ray._private.runtime_env.constants).
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
-def worker_env() -> dict[str, str]:
-    """Environment for Ray workers: our settings (resolved service URLs included) + malloc."""
-    from core.services import get_endpoints
+@dataclass(frozen=True)
+class RayTarget:
+    """Where `ensure_ray` goes: `address` for `ray.init`, and whether it joins a cluster."""
+
+    address: str
+    joins_cluster: bool
+    source: str  # "RETAILPULSE_RAY_ADDRESS", "RAY_ADDRESS" or "local"
+
+
+def ray_target(retailpulse_address: str | None, environ: Mapping[str, str]) -> RayTarget:
+    """The Ray to use: our setting, else `RAY_ADDRESS` (as `ray` CLI and jobs use it), else a
+    private local one. Blank values count as unset."""
+    if retailpulse_address and retailpulse_address.strip():
+        return RayTarget(retailpulse_address.strip(), True, "RETAILPULSE_RAY_ADDRESS")
+    ray_address = (environ.get("RAY_ADDRESS") or "").strip()
+    if ray_address:
+        return RayTarget(ray_address, True, "RAY_ADDRESS")
+    return RayTarget("local", False, "local")
+
+
+def job_env_vars(environ: Mapping[str, str]) -> set[str]:
+    """Names of the env vars a submitted job's own runtime_env already sets (else empty)."""
+    raw = environ.get(JOB_CONFIG_ENV)
+    if not raw:
+        return set()
+    try:
+        runtime_env = json.loads(raw).get("runtime_env") or {}
+    except (ValueError, AttributeError):
+        return set()
+    return set((runtime_env.get("env_vars") or {}).keys())
+
+
+def worker_env(*, joins_cluster: bool | None = None) -> dict[str, str]:
+    """Environment for Ray workers: our settings (plus resolved service URLs on a local Ray)
+    and malloc; without the variables a submitted job's runtime_env already sets."""
     from core.settings import get_settings
 
-    env = {k: v for k, v in os.environ.items() if k.startswith("RETAILPULSE_")}
     settings = get_settings()
-    if not settings.ray_address:  # on a cluster every node has its own environment
+    if joins_cluster is None:
+        joins_cluster = ray_target(settings.ray_address, os.environ).joins_cluster
+    env = {k: v for k, v in os.environ.items() if k.startswith("RETAILPULSE_")}
+    if not joins_cluster:  # on a cluster every node has its own environment
+        from core.services import get_endpoints
+
         endpoints = get_endpoints()
         env.update(
             RETAILPULSE_HOME=str(settings.home_dir),
@@ -27,11 +89,13 @@ def worker_env() -> dict[str, str]:
             RETAILPULSE_REDIS_URL=endpoints.redis_url,
             RETAILPULSE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
         )
-    return {**MALLOC_ENV, **env}
+    merged = {**MALLOC_ENV, **env}
+    taken = job_env_vars(os.environ)
+    return {k: v for k, v in merged.items() if k not in taken}
 
 
 def ensure_ray(*, dashboard: bool = False) -> str | None:
-    """Join RETAILPULSE_RAY_ADDRESS or start a local Ray (once per process).
+    """Join RETAILPULSE_RAY_ADDRESS or RAY_ADDRESS, else start a local Ray (once per process).
 
     Returns the dashboard URL when there is one.
     """
@@ -40,17 +104,17 @@ def ensure_ray(*, dashboard: bool = False) -> str | None:
     from core.settings import get_settings
 
     if not ray.is_initialized():
-        address = get_settings().ray_address
+        target = ray_target(get_settings().ray_address, os.environ)
         # Worker output (Tune trials, Train workers) stays in the Ray dashboard and session
         # logs: on the driver's terminal it is library noise (e.g. SIGTERM tracebacks of
         # trial actors being torn down).
         options = {
             "logging_level": "WARNING",
             "log_to_driver": False,
-            "runtime_env": {"env_vars": worker_env()},
+            "runtime_env": {"env_vars": worker_env(joins_cluster=target.joins_cluster)},
         }
-        if address:
-            ray.init(address=address, **options)
+        if target.joins_cluster:
+            ray.init(address=target.address, **options)
         else:
             ray.init(
                 address="local",

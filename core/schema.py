@@ -171,7 +171,21 @@ def _document(name: str) -> Table:
     )
 
 
-predictions = _document("predictions")
+predictions = Table(
+    "predictions",
+    metadata,
+    _tenant(),
+    # Batch scores (pipelines/jobs/score.py): one row per tenant, model, registered version and
+    # entity; re-scoring a version replaces its rows, other versions' rows stay beside them.
+    Column("model", Text, nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("entity", Text, nullable=False),  # customer id, "store:product", "store:date"
+    Column("run_id", Text, nullable=False),
+    Column("scored_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "model", "model_version", "entity"),
+    Index("ix_predictions_tenant_model_entity", "tenant_id", "model", "entity"),
+)
 alerts = _document("alerts")
 audit_log = _document("audit_log")
 
@@ -351,4 +365,16 @@ customer_churn_features = Table(
     *[Column(name, Float, nullable=False) for name in CHURN_FEATURES],
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant_id", "customer_id", "event_timestamp"),
+)
+
+# Which households received which campaign (Complete Journey `campaigns`; migration 0006);
+# read by the promotion-impact model (training/promotions.py).
+campaign_households = Table(
+    "campaign_households",
+    metadata,
+    _tenant(),
+    Column("campaign_id", Integer, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", "customer_id"),
+    Index("ix_campaign_households_customer", "tenant_id", "customer_id"),
 )

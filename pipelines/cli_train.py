@@ -196,3 +196,41 @@ def recommender(
 
 
 COMMANDS["recommender"] = recommender
+
+
+@app.command("pricing")
+def pricing(
+    tenant: TenantOpt = None,
+    config: ConfigOpt = None,
+    quick: QuickOpt = False,
+    promote: PromoteOpt = True,
+) -> dict[str, Any]:
+    """Fit per-category price elasticities (fixed effects, clustered CIs) vs a no-price baseline."""
+    from pipelines.train_tables_pricing import pricing_table
+
+    return _run(
+        "pricing", jobs.train_pricing, pricing_table,
+        tenant=tenant, config=config, quick=quick, promote=promote,
+    )  # fmt: skip
+
+
+COMMANDS["pricing"] = pricing
+
+
+@app.command("promotions")
+def promotions(
+    tenant: TenantOpt = None,
+    config: ConfigOpt = None,
+    quick: QuickOpt = False,
+    promote: PromoteOpt = True,
+) -> dict[str, Any]:
+    """Measure campaign uplift: difference-in-differences vs propensity-matched households."""
+    from pipelines.train_tables_pricing import promotions_table
+
+    return _run(
+        "promotions", jobs.train_promotions, promotions_table,
+        tenant=tenant, config=config, quick=quick, promote=promote,
+    )  # fmt: skip
+
+
+COMMANDS["promotions"] = promotions

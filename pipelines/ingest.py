@@ -36,6 +36,7 @@ from core.bulk import copy_frame, upsert_frame
 from core.db import connect
 from core.partitions import attach, can_bulk_attach, create_detached
 from core.tenants import validate_tenant
+from pipelines.ingest_campaigns import load_campaign_households
 from pipelines.validation import validate_line_items
 
 SOURCE = "completejourney"
@@ -377,6 +378,9 @@ def ingest_completejourney(
             for name, frame in dimensions.items():
                 summary.written[name] = _load_dimension(conn, name, frame, tenant)
                 tick(name, 1, len(dimensions))
+            summary.written["campaign_households"] = load_campaign_households(
+                conn, tx["household_id"].unique(), tenant
+            )
             summary.seconds["dimensions"] = time.perf_counter() - clock
 
             clock = time.perf_counter()

@@ -6,7 +6,18 @@ from fastapi import FastAPI
 
 from serving import envelope
 from serving.deps import Backends
-from serving.routers import anomalies, churn, forecast, health, recommendations, segments
+from serving.routers import (
+    actions,
+    anomalies,
+    churn,
+    forecast,
+    health,
+    inventory,
+    pricing,
+    promotions,
+    recommendations,
+    segments,
+)
 
 ROUTERS = (
     health.router,
@@ -15,6 +26,10 @@ ROUTERS = (
     recommendations.router,
     anomalies.router,
     churn.router,
+    inventory.router,
+    actions.router,
+    pricing.router,
+    promotions.router,
 )
 
 

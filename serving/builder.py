@@ -5,8 +5,10 @@ Also what `serve run serving.builder:build_app` and a declarative Serve config c
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from ray import serve
@@ -14,7 +16,9 @@ from ray.serve import Application
 
 from serving.config import ServeConfig, load_serve_config
 from serving.deployments import DEPLOYMENTS
-from serving.deployments.ingress import Ingress, OnlineConfig
+from serving.deployments.ingress import Ingress, OnlineConfig, deployment_class
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class AppArgs(BaseModel):
@@ -28,15 +32,33 @@ class AppArgs(BaseModel):
     config_path: str | None = None
     # Overrides serve.yaml for the given models: {"segmenter": "3"} pins version 3.
     model_versions: dict[str, str] = {}
+    # Bumped by `retailpulse models promote`: a changed user_config makes Serve call
+    # `reconfigure`, which reloads "champion" models in place.
+    generation: int = 0
 
 
-def _deployment_class(key: str) -> type:
-    module, _, name = DEPLOYMENTS[key].partition(":")
-    return getattr(importlib.import_module(module), name)
+def code_version(cls: type, *parts: Any) -> str:
+    """A deployment version that changes with its code and constructor arguments only.
+
+    `serve.run` gives every deployment a random version unless one is set, so redeploying
+    the same application replaced every replica (and, with direct ingress, moved the ingress
+    to another port). With a stable version, a redeploy that changes only the user_config (a
+    promotion, a pinned model version) makes Serve call `reconfigure` on the running replicas.
+    `_internal=True` is how Ray 2.60 still accepts a version in `Deployment.options`.
+    """
+    digest = hashlib.sha256(repr(parts).encode())
+    for module in {cls.__module__, __name__, "serving.app", "serving.deps"}:
+        source = getattr(importlib.import_module(module), "__file__", None)
+        if source:
+            digest.update(Path(source).read_bytes())
+    for folder in ("serving", "training", "features", "core"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def build_app(args: AppArgs | dict) -> Application:
-    """Bind the enabled model deployments and the ingress that routes to them."""
+    """Bind the ingress (hosting the `placement: ingress` models) and any model deployments."""
     from core.services import get_endpoints
     from core.settings import get_settings
 
@@ -49,21 +71,38 @@ def build_app(args: AppArgs | dict) -> Application:
         )
     settings = get_settings()
     tenant = args.tenant or settings.tenant
-    models = {}
+    handles: dict[str, Any] = {}
+    hosted: dict[str, dict[str, Any]] = {}
     for key, opts in cfg.models.items():
         if not opts.enabled:
             continue
         if key in args.model_versions:
             opts = opts.model_copy(update={"model_version": args.model_versions[key]})
-        deployment = serve.deployment(_deployment_class(key), name=key.capitalize()).options(
-            **opts.ray_options(), user_config=opts.user_config()
+        user_config = {**opts.user_config(), "generation": args.generation}
+        if opts.placement == "ingress":
+            hosted[key] = user_config
+            continue
+        cls = deployment_class(key)
+        deployment = serve.deployment(cls, name=key.capitalize()).options(
+            **opts.ray_options(),
+            user_config=user_config,
+            version=code_version(cls, tenant, opts.ray_options()),
+            _internal=True,
         )
-        models[key] = deployment.bind(tenant)
+        handles[key] = deployment.bind(tenant)
     online = OnlineConfig(
         redis_url=args.redis_url or get_endpoints().redis_url,
         base_project=args.feast_project or settings.feast_project,
         default_tenant=settings.tenant,
         serve_tenant=tenant,
+        timeout_ms=cfg.online_timeout_ms,
     )
-    ingress = serve.deployment(Ingress, name="Ingress").options(**cfg.ingress.ray_options())
-    return ingress.bind(models, online)
+    ingress = serve.deployment(Ingress, name="Ingress").options(
+        **cfg.ingress.ray_options(),
+        user_config={"models": hosted},
+        version=code_version(
+            Ingress, sorted(handles), sorted(hosted), online, cfg.ingress.ray_options()
+        ),
+        _internal=True,
+    )
+    return ingress.bind(handles, sorted(hosted), online)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +30,11 @@ class ModelOptions(DeploymentOptions):
     """One entry of the `models:` map: a model deployment and the version it serves."""
 
     enabled: bool = True
+    placement: Literal["ingress", "deployment"] = Field(
+        default="ingress",
+        description="'ingress': the model runs inside the ingress replica (no handle hop, "
+        "the fast path); 'deployment': its own Serve deployment, scaled and placed on its own",
+    )
     model_version: str = Field(
         default="champion", description="'champion' follows the alias; a number pins a version"
     )
@@ -46,6 +52,15 @@ class ServeConfig(BaseModel):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     route_prefix: str = "/"
+    direct_port: int | None = Field(
+        default=8100,
+        ge=1,
+        le=65000,
+        description="first direct-ingress HTTP port of the ingress replicas (None: Ray's 30000)",
+    )
+    online_timeout_ms: float = Field(
+        default=50, gt=0, le=5000, description="timeout of an online feature read (Redis)"
+    )
     ingress: DeploymentOptions = DeploymentOptions()
     models: dict[str, ModelOptions] = Field(default_factory=dict)
 

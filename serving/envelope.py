@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import RetailPulseError
 
@@ -47,6 +48,20 @@ class ErrorEnvelope(BaseModel):
     metadata: Metadata
 
 
+def errors(**described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` of a route's error statuses, in the error envelope:
+    `errors(_404="why", _503="why")` (422 for a malformed request is always declared)."""
+    out: dict[int | str, dict[str, Any]] = {
+        422: {"model": ErrorEnvelope, "description": "Invalid request: the message names the field"}
+    }
+    for code, text in described.items():
+        out[int(code.lstrip("_"))] = {"model": ErrorEnvelope, "description": text}
+    return out
+
+
+UNAVAILABLE = "No trained model (the message names the command), or a backing service down"
+
+
 def _metadata(request: Request) -> Metadata:
     started = getattr(request.state, "started", time.perf_counter())
     return Metadata(
@@ -61,28 +76,74 @@ def ok(request: Request, data: Any) -> dict:
     return {"success": True, "data": data, "metadata": _metadata(request).model_dump()}
 
 
-def _error(request: Request, status: int, code: str, message: str, details=None) -> JSONResponse:
+def _error(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details=None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorEnvelope(
         error=ErrorBody(code=code, message=message, details=details or {}),
         metadata=_metadata(request),
     )
-    return JSONResponse(status_code=status, content=body.model_dump())
+    return JSONResponse(status_code=status, content=body.model_dump(), headers=headers)
+
+
+class StampMiddleware:
+    """Request id and start time on every request; `x-request-id` on every response.
+
+    Plain ASGI on purpose: Starlette's `BaseHTTPMiddleware` logs "No response returned" when a
+    client disconnects mid-request and costs a task per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:128]
+                break
+        request_id = request_id or uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["started"] = time.perf_counter()
+        state["request_id"] = request_id
+        stamp = (b"x-request-id", request_id.encode("latin-1"))
+
+        async def send_stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), stamp]
+            await send(message)
+
+        await self.app(scope, receive, send_stamped)
+
+
+def _warehouse_down(exc: BaseException) -> bool:
+    """True for a PostgreSQL connection failure (psycopg's OperationalError family)."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown)
 
 
 def install(app: FastAPI) -> None:
     """Request ids, timing, and one handler per error family, all answering in the envelope."""
 
-    @app.middleware("http")
-    async def _stamp(request: Request, call_next):
-        request.state.started = time.perf_counter()
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        response = await call_next(request)
-        response.headers["x-request-id"] = request.state.request_id
-        return response
+    app.add_middleware(StampMiddleware)
 
     @app.exception_handler(RetailPulseError)
     async def _ours(request: Request, exc: RetailPulseError) -> JSONResponse:
-        return _error(request, exc.status_code, exc.code, exc.message, exc.details)
+        headers = None
+        if getattr(exc, "retry_after", None):
+            headers = {"Retry-After": str(exc.retry_after)}
+        return _error(request, exc.status_code, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -100,10 +161,20 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-        return _error(request, exc.status_code, code, str(exc.detail))
+        # keep the exception's headers: a 405 carries `Allow`
+        return _error(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
-    # pragma: no cover - the last resort; bad input never reaches it
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
+        if _warehouse_down(exc):  # routes that need PostgreSQL answer 503 while it is down
+            log.warning("warehouse unavailable: %s", exc)
+            return _error(
+                request,
+                503,
+                "SERVICE_UNAVAILABLE",
+                "the warehouse (PostgreSQL) is not reachable; retry shortly",
+                {"service": "warehouse"},
+                {"Retry-After": "5"},
+            )
+        log.exception("unhandled error")  # the last resort; bad input never reaches it
         return _error(request, 500, "INTERNAL_ERROR", "internal error; see the server log")

@@ -27,6 +27,15 @@ class RecommendedProduct(BaseModel):
     brand: str | None = None
 
 
+class RecommendationRules(BaseModel):
+    usualStore: str | None = Field(description="The store of most of the customer's baskets")
+    assortmentRule: bool = Field(
+        description="True when products not sold at the usual store were left out"
+    )
+    maxPerCategory: int | None = Field(description="Diversity cap per product category")
+    dropped: dict[str, int] = Field(description="Candidates each rule removed")
+
+
 class ProductRecommendations(BaseModel):
     customerId: int
     model: str | None = Field(description="Registered model name (<tenant>.recommender)")
@@ -37,6 +46,9 @@ class ProductRecommendations(BaseModel):
         description="Products bought in this many days before the data's newest day were left out"
     )
     asOf: str | None = Field(None, description="The data's newest day (ISO date)")
+    rules: RecommendationRules | None = Field(
+        None, description="The business rules applied to the model's candidates"
+    )
     recommendations: list[RecommendedProduct]
 
 

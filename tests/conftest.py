@@ -48,6 +48,10 @@ def _drop_online_keys(redis_url: str, project: str) -> None:
     try:
         for key in client.scan_iter(match=f"*{project}*".encode(), count=1000):
             client.delete(key)
+        # batch scores (`retailpulse score`): `pred:` / `predmeta:` keys of the test database
+        for pattern in (b"pred:*", b"predmeta:*"):
+            for key in client.scan_iter(match=pattern, count=1000):
+                client.delete(key)
     finally:
         client.close()
 
@@ -92,12 +96,24 @@ def service_env() -> Iterator[dict[str, str]]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def ray_session(service_env: dict[str, str]) -> Iterator[None]:
     """One local Ray for the whole session (2 CPUs; a private temp dir)."""
     import ray
 
+    from pipelines.jobs.serve import use_serve_env
+
     tmp = tempfile.mkdtemp(prefix="rpray", dir="/tmp")
+    # Serve's fast path as `retailpulse serve` runs it, on a free port of this session
+    use_serve_env(_free_port())
     ray.init(
         num_cpus=2,
         address="local",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ class RecommenderBundle:
     product_info: dict[str, list[str | None]]  # department, product_category, brand, product_type
     store_popular: dict[str, list[int]]  # store -> item indices, most buyers first
     window: dict[str, Any] = field(default_factory=dict)
+    # Business rules of the served graph (absent in bundles trained before they existed):
+    home_store: list[str | None] | None = None  # per household index: store of most baskets
+    store_items: dict[str, np.ndarray] | None = None  # store -> sorted item indices sold there
 
     KIND = "recommender"
 
@@ -64,8 +68,11 @@ class RecommenderBundle:
             folder / "candidates.npz", items=self.candidate_items, scores=self.candidate_scores
         )
         (folder / "catalog.json").write_text(
-            json.dumps({"product_info": self.product_info, "store_popular": self.store_popular})
-        )
+            json.dumps({"product_info": self.product_info, "store_popular": self.store_popular,
+                        "home_store": self.home_store})
+        )  # fmt: skip
+        if self.store_items is not None:
+            np.savez_compressed(folder / "assortment.npz", **self.store_items)
         write_meta(
             folder, kind=self.KIND, loader="training.recommender_run:RecommenderBundle",
             window=self.window,
@@ -81,10 +88,29 @@ class RecommenderBundle:
         with np.load(folder / "candidates.npz") as z:
             items, scores = z["items"], z["scores"]
         catalog = json.loads((folder / "catalog.json").read_text())
+        store_items = None
+        if (folder / "assortment.npz").exists():
+            with np.load(folder / "assortment.npz") as z:
+                store_items = {store: z[store] for store in z.files}
         return cls(
             HybridScorer.load(folder / "hybrid"), items, scores, catalog["product_info"],
             catalog["store_popular"], read_meta(folder).get("window", {}),
+            catalog.get("home_store"), store_items,
         )  # fmt: skip
+
+    def in_assortment(self, user: int, items: np.ndarray) -> np.ndarray | None:
+        """Mask of `items` sold at the household's usual store (None: rule unavailable)."""
+        if self.home_store is None or self.store_items is None or user < 0:
+            return None
+        sold = self.store_items.get(self.home_store[user] or "")
+        if sold is None:
+            return None
+        return np.isin(items, sold, assume_unique=False)
+
+    @cached_property
+    def names(self) -> dict[int, str]:
+        """product id -> display name, built once per loaded version."""
+        return {int(pid): _display_name(self, i) for i, pid in enumerate(self.product_ids)}
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """pyfunc: rows of customer_id → their top-10 product ids and scores."""
@@ -112,6 +138,31 @@ def _product_info(products: pd.DataFrame, product_ids: np.ndarray) -> dict[str, 
     table = products.drop_duplicates("product_id").set_index("product_id").reindex(product_ids)
     cols = ("department", "product_category", "brand", "product_type")
     return {c: [None if pd.isna(v) else str(v) for v in table[c]] for c in cols}
+
+
+def _display_name(bundle: RecommenderBundle, item: int) -> str:
+    info = bundle.product_info
+    kind = info["product_type"][item] or info["product_category"][item]
+    pid = int(bundle.product_ids[item])
+    return f"{kind.title()} (product {pid})" if kind else f"product {pid}"
+
+
+def _assortment(
+    items: pd.DataFrame, product_ids: np.ndarray, customer_ids: np.ndarray
+) -> tuple[list[str | None], dict[str, np.ndarray]]:
+    """(usual store per household, catalog items each store sold): the served graph's
+    "in assortment at the customer's usual store" rule."""
+    lines = items[items["product_id"].isin(product_ids)]
+    sold = {
+        str(store): np.unique(np.searchsorted(product_ids, g.to_numpy(np.int64)))
+        for store, g in lines.groupby("store_id")["product_id"]
+    }
+    visits = items.groupby(["customer_id", "store_id"])["transaction_id"].nunique().reset_index()
+    visits = visits.sort_values(["customer_id", "transaction_id", "store_id"],
+                                ascending=[True, False, True])  # fmt: skip
+    home = visits.drop_duplicates("customer_id").set_index("customer_id")["store_id"]
+    home = home.reindex(customer_ids)
+    return [None if pd.isna(s) else str(s) for s in home], sold
 
 
 def _store_popular(items: pd.DataFrame, product_ids: np.ndarray) -> dict[str, list[int]]:
@@ -229,9 +280,10 @@ def run_recommender(
         "served_trained_to": str(full.split_time),
         "feature_service": "recommender_v1",
     }
+    home, sold = _assortment(items, full.product_ids, full.customer_ids)
     bundle = RecommenderBundle(
         served, cands.items, cands.scores, _product_info(products, full.product_ids),
-        _store_popular(items, full.product_ids), window,
+        _store_popular(items, full.product_ids), window, home, sold,
     )  # fmt: skip
     metric = table["test"]["hybrid"]["NDCG@10"]
     return RecommenderRun(table, window, bundle, metric, tuned=tuned, seconds=seconds)

@@ -139,32 +139,46 @@ def register_and_promote(
     return result
 
 
-def load_champion(spec: ModelSpec, tenant: str) -> Loaded | None:
-    """The tenant's champion of `spec`, loaded; None when nothing is promoted yet."""
-    client = _client()
-    champion = champion_version(client, spec.registered_name(tenant))
-    return None if champion is None else _load(spec, champion)
-
-
-def load_version(spec: ModelSpec, tenant: str, version: str | int) -> Loaded | None:
-    """One registered version of the tenant's model, loaded; None if it does not exist."""
+def _resolve(spec: ModelSpec, tenant: str, want: str) -> ModelVersion | None:
+    """The registry entry `want` ("champion" or a version number) names; None if none."""
     from mlflow.exceptions import MlflowException
 
     client = _client()
+    name = spec.registered_name(tenant)
+    if want == CHAMPION_ALIAS:
+        return champion_version(client, name)
     try:
-        mv = client.get_model_version(spec.registered_name(tenant), str(version))
+        return client.get_model_version(name, str(want))
     except MlflowException as exc:
         if exc.error_code in _MISSING:
             return None
         raise
+
+
+def load_champion(spec: ModelSpec, tenant: str) -> Loaded | None:
+    """The tenant's champion of `spec`, loaded; None when nothing is promoted yet."""
+    return load(spec, tenant, CHAMPION_ALIAS)
+
+
+def load_version(spec: ModelSpec, tenant: str, version: str | int) -> Loaded | None:
+    """One registered version of the tenant's model, loaded; None if it does not exist."""
+    return load(spec, tenant, str(version))
+
+
+def load(
+    spec: ModelSpec, tenant: str, want: str = CHAMPION_ALIAS, *, reuse: Loaded | None = None
+) -> Loaded | None:
+    """Load the version `want` names ("champion" or a number); None when there is none.
+
+    `reuse`: an already loaded version, returned as is when `want` still names it (a reload
+    after a promotion of another model, or of the same version, costs one registry query).
+    """
+    mv = _resolve(spec, tenant, str(want))
+    if mv is None:
+        return None
+    if reuse is not None and str(reuse.version) == str(mv.version):
+        return reuse
     return _load(spec, mv)
-
-
-def load(spec: ModelSpec, tenant: str, want: str = CHAMPION_ALIAS) -> Loaded | None:
-    """`load_champion` for "champion", else `load_version(want)`."""
-    if want == CHAMPION_ALIAS:
-        return load_champion(spec, tenant)
-    return load_version(spec, tenant, want)
 
 
 def versions(spec: ModelSpec, tenant: str) -> list[dict[str, Any]]:

@@ -17,6 +17,8 @@ from features.catalog import (
     ANOMALY_V1,
     CHURN_V1,
     FORECASTER_V1,
+    PRICING_V1,
+    PROMOTIONS_V1,
     RECOMMENDER_V1,
     SEGMENTER_V1,
     FeatureServiceSpec,
@@ -117,8 +119,31 @@ CHURN = ModelSpec(
     experiment="retailpulse-churn",
 )
 
+PRICING = ModelSpec(
+    key="pricing",
+    title="price-elasticity model",
+    feature_service=PRICING_V1,
+    metric="rmse_log_units",
+    higher_is_better=False,
+    evaluation_window="the tenant's last 8 weeks of store x product log units, fit on the weeks before",
+    load="training.bundles:load_registered",
+    experiment="retailpulse-pricing",
+)
+
+PROMOTIONS = ModelSpec(
+    key="promotions",
+    title="promotion-impact model",
+    feature_service=PROMOTIONS_V1,
+    metric="max_abs_smd",
+    higher_is_better=False,
+    evaluation_window="every campaign of the tenant: mean largest |SMD| after matching",
+    load="training.bundles:load_registered",
+    experiment="retailpulse-promotions",
+)
+
 MODELS: dict[str, ModelSpec] = {
-    spec.key: spec for spec in (SEGMENTER, FORECASTER, RECOMMENDER, ANOMALY, CHURN)
+    spec.key: spec
+    for spec in (SEGMENTER, FORECASTER, RECOMMENDER, ANOMALY, CHURN, PRICING, PROMOTIONS)
 }
 
 

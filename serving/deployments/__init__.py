@@ -12,4 +12,6 @@ DEPLOYMENTS: dict[str, str] = {
     "recommender": "serving.deployments.recommender:Recommender",
     "anomaly": "serving.deployments.anomaly:Anomaly",
     "churn": "serving.deployments.churn:Churn",
+    "pricing": "serving.deployments.pricing:Pricing",
+    "promotions": "serving.deployments.promotions:Promotions",
 }

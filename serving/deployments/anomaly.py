@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.deployments.base import ModelDeployment
+from serving.deployments.base import ModelDeployment, blocking
 from training.specs import ANOMALY
 
 
@@ -22,6 +22,7 @@ class Anomaly(ModelDeployment):
 
     spec = ANOMALY
 
+    @blocking
     def detect(
         self, tenant: str, store_ids: list[str] | None, start: str, end: str
     ) -> dict[str, Any] | None:

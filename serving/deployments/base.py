@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from training.specs import ModelSpec
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def blocking(method: F | None = None, *, when: Callable[..., bool] | None = None) -> Any:
+    """Mark a model method that does blocking I/O (the warehouse): hosted in the ingress, it
+    runs in a worker thread so the event loop keeps answering other requests.
+
+    `when(self, *args)` narrows it to the calls that really query (e.g. only when a request
+    asks for recent purchases); the others run on the loop, without a thread hop.
+    """
+
+    def mark(fn: F) -> F:
+        fn.__rp_blocking__ = when or True  # type: ignore[attr-defined]
+        return fn
+
+    return mark(method) if method is not None else mark
 
 
 class ModelDeployment:
@@ -32,14 +49,46 @@ class ModelDeployment:
         self._checked: dict[str, float] = {}
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """`{"model_version": "champion" | "<n>", "reload_interval_s": s}`; reloads models."""
-        self._want = str(user_config.get("model_version", "champion"))
+        """`{"model_version": "champion" | "<n>", "reload_interval_s": s, ...}`: load the
+        versions now wanted for every tenant served so far, then switch to them in one step.
+
+        Requests keep being answered by the old versions while the new ones load (a live
+        promotion drops nothing); a tenant whose new version cannot be loaded keeps its old
+        one. Other keys (e.g. a promotion counter) only force this reload.
+        """
+        want = str(user_config.get("model_version", "champion"))
         self._reload_interval_s = float(user_config.get("reload_interval_s", 10))
         tenants = set(self._loaded) | {self._default_tenant}
-        self._loaded.clear()
-        self._checked.clear()
-        for tenant in tenants:
-            self._get(tenant)
+        fresh: dict[str, Any] = {}
+        for tenant in sorted(tenants):
+            loaded = self._load(tenant, want, reuse=self._loaded.get(tenant))
+            if loaded is not None:
+                fresh[tenant] = loaded
+            elif tenant in self._loaded and self._loaded[tenant] is not None:
+                fresh[tenant] = self._loaded[tenant]
+        self._want = want
+        self._loaded = fresh  # one assignment: a request sees either the old map or the new
+        self._checked = {t: time.monotonic() for t in tenants if t not in fresh}
+
+    def ready(self, tenant: str) -> bool:
+        """True when a call for `tenant` will not touch the registry: its version is loaded,
+        or the registry was checked for it less than `reload_interval_s` ago."""
+        if tenant in self._loaded:
+            return True
+        return time.monotonic() - self._checked.get(tenant, -1e9) < self._reload_interval_s
+
+    def _load(self, tenant: str, want: str, reuse: Any | None = None) -> Any | None:
+        from training import registry
+
+        wanted = want if tenant == self._default_tenant else registry.CHAMPION_ALIAS
+        try:
+            loaded = registry.load(self.spec, tenant, wanted, reuse=reuse)
+        except Exception:  # registry unreachable or artifact broken: stay up, answer 503
+            log.exception("could not load %s for tenant %s", self.spec.key, tenant)
+            return None
+        if loaded is not None and loaded is not reuse:
+            log.info("%s version %s loaded", loaded.name, loaded.version)
+        return loaded
 
     def _get(self, tenant: str) -> Any | None:
         """The tenant's loaded version (registry.Loaded), loading it if due; None without one."""
@@ -50,17 +99,9 @@ class ModelDeployment:
         if now - self._checked.get(tenant, -1e9) < self._reload_interval_s:
             return None
         self._checked[tenant] = now
-        from training import registry
-
-        want = self._want if tenant == self._default_tenant else registry.CHAMPION_ALIAS
-        try:
-            loaded = registry.load(self.spec, tenant, want)
-        except Exception:  # registry unreachable or artifact broken: stay up, answer 503
-            log.exception("could not load %s for tenant %s", self.spec.key, tenant)
-            return None
+        loaded = self._load(tenant, self._want)
         if loaded is not None:
-            self._loaded[tenant] = loaded
-            log.info("%s version %s loaded", loaded.name, loaded.version)
+            self._loaded = {**self._loaded, tenant: loaded}
         return loaded
 
     def info(self, tenant: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from features.catalog import HISTORY_WEEKS, LAG_FEATURES
-from serving.deployments.base import ModelDeployment
+from serving.deployments.base import ModelDeployment, blocking
 from training.specs import FORECASTER
 
 # Fewer weeks with sales than this in the last 16 → the mean of the last 4 weeks, flagged.
@@ -99,6 +99,7 @@ class Forecaster(ModelDeployment):
         future = np.stack([cube[n][:, h:] for n in future_names], axis=-1) if future_names else None
         return past, future
 
+    @blocking
     def forecast(self, tenant: str, request: dict[str, Any]) -> dict[str, Any] | None:
         """Forecasts for the request the ingress assembled; None without a model."""
         loaded = self._get(tenant)

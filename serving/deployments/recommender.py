@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from serving.deployments.base import ModelDeployment
+from serving.deployments.base import ModelDeployment, blocking
 from training.specs import RECOMMENDER
 
 STAPLE_SHARE = 0.5  # bought in at least half of the household's baskets: never excluded
+DEFAULT_PER_CATEGORY = 3  # diversity: at most this many products of one category
 
 
 class Recommender(ModelDeployment):
@@ -58,11 +59,31 @@ class Recommender(ModelDeployment):
         ).fetchall()
         return {int(r[0]) for r in rows}, newest.date().isoformat()
 
+    def _needs_warehouse(
+        self, tenant: str, customer_id: int, limit: int, exclude_days: int | None, *rest: Any
+    ) -> bool:
+        """Only recent purchases and customers the model does not know need a query."""
+        loaded = self._loaded.get(tenant)
+        if exclude_days or loaded is None:
+            return True
+        return int(loaded.model.scorer.data.user_index(customer_id)[0]) < 0
+
+    @blocking(when=_needs_warehouse)
     def recommend(
-        self, tenant: str, customer_id: int, limit: int, exclude_days: int | None
+        self,
+        tenant: str,
+        customer_id: int,
+        limit: int,
+        exclude_days: int | None,
+        max_per_category: int | None = DEFAULT_PER_CATEGORY,
     ) -> dict[str, Any] | None:
         """Ranked products with reasons; None without a model; {"notFound": True} for a
-        customer the warehouse does not know."""
+        customer the warehouse does not know.
+
+        The graph's business rules, in order, over the precomputed candidates (NCF + repeat +
+        content scores): drop what was bought in the last `exclude_days` unless a staple; keep
+        only products sold at the customer's usual store (in assortment); at most
+        `max_per_category` per product category (diversity); then the top `limit`."""
         from training.recommending.hybrid import reasons
 
         loaded = self._get(tenant)
@@ -106,20 +127,38 @@ class Recommender(ModelDeployment):
         baskets = float(scorer.n_baskets[user]) if user >= 0 else 1.0
         chosen: list[tuple[int, float]] = []
         offset = float(scorer.blend.bought_offset)
-        for item, score in zip(items, scores, strict=True):
+        info = bundle.product_info
+        in_store = bundle.in_assortment(user, np.asarray(items, dtype=np.int64))
+        per_category: dict[str | None, int] = {}
+        dropped = {"recentlyBought": 0, "notInAssortment": 0, "categoryCap": 0}
+        for i, (item, score) in enumerate(zip(items, scores, strict=True)):
             if user >= 0 and train[user, item] > 0:
                 score -= offset  # the rank-only "bought first" offset is not part of the score
             if int(pids[item]) in recent:
                 share = float(train[user, item]) / baskets if user >= 0 else 0.0
                 if share < STAPLE_SHARE:
+                    dropped["recentlyBought"] += 1
                     continue
+            if in_store is not None and not in_store[i]:
+                dropped["notInAssortment"] += 1
+                continue
+            category = info["product_category"][item]
+            if max_per_category and per_category.get(category, 0) >= max_per_category:
+                dropped["categoryCap"] += 1
+                continue
+            per_category[category] = per_category.get(category, 0) + 1
             chosen.append((int(item), float(score)))
             if len(chosen) == limit:
                 break
+        answer["rules"] = {
+            "usualStore": bundle.home_store[user] if bundle.home_store and user >= 0 else None,
+            "assortmentRule": in_store is not None,
+            "maxPerCategory": max_per_category,
+            "dropped": dropped,
+        }
         picked = np.array([c[0] for c in chosen], dtype=np.int64)
         if user >= 0:
-            texts = reasons(scorer, user, picked, _Names(bundle)) if len(picked) else []
-        info = bundle.product_info
+            texts = reasons(scorer, user, picked, bundle.names) if len(picked) else []
         answer["recommendations"] = [
             {
                 "productId": int(pids[item]),
@@ -133,24 +172,3 @@ class Recommender(ModelDeployment):
             for rank, (item, score) in enumerate(chosen)
         ]
         return answer
-
-
-class _Names(dict):
-    """product id -> display name ("<product type> (product <id>)"), built on demand."""
-
-    def __init__(self, bundle: Any) -> None:
-        super().__init__()
-        self._bundle = bundle
-        self._index = {int(p): i for i, p in enumerate(bundle.product_ids)}
-
-    def get(self, pid: int, default: Any = None) -> str:  # type: ignore[override]
-        i = self._index.get(int(pid))
-        return default if i is None else _name(self._bundle, i)
-
-
-def _name(bundle: Any, item: int) -> str:
-    kind = (
-        bundle.product_info["product_type"][item] or bundle.product_info["product_category"][item]
-    )
-    pid = int(bundle.product_ids[item])
-    return f"{kind.title()} (product {pid})" if kind else f"product {pid}"

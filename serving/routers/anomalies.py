@@ -19,7 +19,10 @@ router = APIRouter(tags=["predictions"])
 TRAIN_HINT = f"no champion anomaly detector yet: train one with `{ANOMALY.train_command}`"
 
 
-@router.post("/api/v1/predictions/anomalies/detect")
+@router.post(
+    "/api/v1/predictions/anomalies/detect",
+    responses=envelope.errors(_404="Unknown store", _503=envelope.UNAVAILABLE),
+)
 async def detect_anomalies(
     request: Request, body: AnomalyRequest, detector: AnomalyDep, tenant: TenantDep
 ) -> envelope.Envelope[AnomalyReport]:

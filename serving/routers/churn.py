@@ -20,7 +20,10 @@ router = APIRouter(tags=["predictions"])
 TRAIN_HINT = f"no champion churn model yet: train one with `{CHURN.train_command}`"
 
 
-@router.post("/api/v1/predictions/churn/analyze")
+@router.post(
+    "/api/v1/predictions/churn/analyze",
+    responses=envelope.errors(_404="Unknown customer or segment", _503=envelope.UNAVAILABLE),
+)
 async def analyze_churn(
     request: Request,
     body: ChurnRequest,
@@ -48,7 +51,7 @@ async def analyze_churn(
                 f"segment {body.segmentId} has no members in the served segmenter",
                 details={"segmentId": body.segmentId},
             )
-    rows = online.reader(tenant, CUSTOMER_CHURN).get_many(ids, with_ts=True)
+    rows = await online.reader(tenant, CUSTOMER_CHURN).get_many(ids, with_ts=True)
     unknown = [cid for cid, row in zip(ids, rows, strict=True) if row is None]
     if unknown and body.segmentId is None:
         raise NotFoundError(

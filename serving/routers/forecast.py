@@ -21,7 +21,10 @@ router = APIRouter(tags=["predictions"])
 TRAIN_HINT = f"no champion forecaster yet: train one with `{FORECASTER.train_command}`"
 
 
-@router.post("/api/v1/predictions/demand/forecast")
+@router.post(
+    "/api/v1/predictions/demand/forecast",
+    responses=envelope.errors(_404="Unknown store or product", _503=envelope.UNAVAILABLE),
+)
 async def demand_forecast(
     request: Request,
     body: ForecastRequest,
@@ -35,21 +38,21 @@ async def demand_forecast(
     forecaster → 503. A product with too little recent history in the store is answered by
     the fallback (mean of its last 4 weeks) and flagged `fallback: true` with the reason.
     """
-    store = online.reader(tenant, STORE_ATTRIBUTES).get(body.storeId)
+    store = await online.reader(tenant, STORE_ATTRIBUTES).get(body.storeId)
     if store is None:
         raise NotFoundError(
             f"store {body.storeId!r} not found: no store features in the online store "
             "(unknown store, or features not materialized: `retailpulse features materialize`)",
             details={"storeId": body.storeId},
         )
-    products = online.reader(tenant, PRODUCT_ATTRIBUTES).get_many(body.productIds)
+    products = await online.reader(tenant, PRODUCT_ATTRIBUTES).get_many(body.productIds)
     unknown = [pid for pid, row in zip(body.productIds, products, strict=True) if row is None]
     if unknown:
         raise NotFoundError(
             f"product(s) {unknown} not found in the online store",
             details={"productIds": unknown},
         )
-    weekly = online.reader(tenant, STORE_PRODUCT_WEEKLY).get_many(
+    weekly = await online.reader(tenant, STORE_PRODUCT_WEEKLY).get_many(
         [(body.storeId, pid) for pid in body.productIds], with_ts=True
     )
     items = [

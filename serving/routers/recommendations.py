@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from core.errors import ModelNotReady, NotFoundError
 from serving import envelope
+from serving.deployments.recommender import DEFAULT_PER_CATEGORY
 from serving.deps import RecommenderDep, TenantDep
 from serving.schemas_predictions import (
     MAX_EXCLUDE_DAYS,
@@ -26,7 +27,10 @@ TRAIN_HINT = f"no champion recommender yet: train one with `{RECOMMENDER.train_c
 CustomerId = Annotated[int, Path(alias="customerId", ge=1, description="Household / customer id")]
 
 
-@router.get("/api/v1/recommendations/products/{customerId}")
+@router.get(
+    "/api/v1/recommendations/products/{customerId}",
+    responses=envelope.errors(_404="Unknown customer", _503=envelope.UNAVAILABLE),
+)
 async def recommend_products(
     request: Request,
     customer_id: CustomerId,
@@ -45,13 +49,24 @@ async def recommend_products(
             "(counted back from the data's newest day), except staples bought every week",
         ),
     ] = None,
+    max_per_category: Annotated[
+        int,
+        Query(
+            alias="maxPerCategory",
+            ge=1,
+            le=MAX_RECOMMENDATIONS,
+            description="Diversity: at most this many products of one product category",
+        ),
+    ] = DEFAULT_PER_CATEGORY,
 ) -> envelope.Envelope[ProductRecommendations]:
     """Ranked products for one customer with a one-line reason each and the model version.
 
     Unknown customer → 404; `limit` outside 1..100 → 422; a customer without purchase history
     gets the most popular products of their store, flagged `fallback: true`.
     """
-    result = await recommender.call("recommend", tenant, customer_id, limit, exclude_purchased_days)
+    result = await recommender.call(
+        "recommend", tenant, customer_id, limit, exclude_purchased_days, max_per_category
+    )
     if result is None:
         raise ModelNotReady(TRAIN_HINT, details={"model": RECOMMENDER.key})
     if result.get("notFound"):

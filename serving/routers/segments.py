@@ -18,7 +18,11 @@ TRAIN_HINT = f"no champion segmenter yet: train one with `{SEGMENTER.train_comma
 CustomerId = Annotated[int, Path(alias="customerId", ge=1, description="Household / customer id")]
 
 
-@router.get("/api/v1/analytics/customers/segments", tags=["analytics"])
+@router.get(
+    "/api/v1/analytics/customers/segments",
+    tags=["analytics"],
+    responses=envelope.errors(_503=envelope.UNAVAILABLE),
+)
 async def customer_segments(
     request: Request, segmenter: SegmenterDep, tenant: TenantDep
 ) -> envelope.Envelope[SegmentsOverview]:
@@ -29,7 +33,12 @@ async def customer_segments(
     return envelope.ok(request, SegmentsOverview.model_validate(info))
 
 
-@router.get("/api/v1/customers/{customerId}/segment")
+@router.get(
+    "/api/v1/customers/{customerId}/segment",
+    responses=envelope.errors(
+        _404="Unknown customer (no online features)", _503=envelope.UNAVAILABLE
+    ),
+)
 async def customer_segment(
     request: Request,
     customer_id: CustomerId,
@@ -38,7 +47,7 @@ async def customer_segment(
     tenant: TenantDep,
 ) -> envelope.Envelope[CustomerSegment]:
     """The segment of one customer, from its online features (Redis, Feast layout)."""
-    features = online.reader(tenant, CUSTOMER_RFM).get(customer_id)
+    features = await online.reader(tenant, CUSTOMER_RFM).get(customer_id)
     if features is None:
         raise NotFoundError(
             f"customer {customer_id} not found: no features in the online store "

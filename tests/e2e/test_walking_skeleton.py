@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import numpy as np
 import pandas as pd
@@ -44,8 +46,11 @@ def served(sample_warehouse, ray_session, tmp_path_factory):
     assert anomaly["promoted"], anomaly
     recommender = train_recommender(quick=True)
     assert recommender["promoted"], recommender
-    base = deploy(port=free_port())
-    with httpx.Client(base_url=base, timeout=60) as client:
+    served = deploy(port=free_port())
+    # the conftest's Ray runs with RAY_SERVE_THROUGHPUT_OPTIMIZED=1, as `retailpulse serve`
+    assert served.direct is not None, "the ingress's direct port did not answer"
+    with httpx.Client(base_url=served.url, timeout=60) as client:
+        client.served = served
         client.forecast = forecast  # the forecaster's training summary
         client.churn = churn
         client.anomaly = anomaly
@@ -107,9 +112,61 @@ def test_pinning_a_version_switches_the_served_model(served) -> None:
     client, first = served
     second = train_segmenter(quick=True)  # registered as a new version, champion or not
     assert second["version"] != first["version"]
-    deploy(port=client.base_url.port, model_versions={"segmenter": str(second["version"])})
+    proxy_port = int(client.served.proxy.rsplit(":", 1)[1])
+    deploy(port=proxy_port, model_versions={"segmenter": str(second["version"])})
     body = client.get("/api/v1/customers/1/segment").json()
     assert body["data"]["modelVersion"] == str(second["version"])
+
+
+def test_promotion_under_load_switches_the_running_app_without_a_failed_request(
+    served,
+) -> None:
+    """`retailpulse models promote` reaches the running application through `reconfigure`
+    while requests keep coming: none fails, and the new champion answers afterwards."""
+    import threading
+
+    from pipelines import cli_models
+    from pipelines.jobs.serve import write_serving_record
+    from pipelines.jobs.train import train_segmenter
+    from training import registry
+    from training.specs import SEGMENTER
+
+    client, _ = served
+    challenger = train_segmenter(quick=True)["version"]
+    champion = registry.load_champion(SEGMENTER, "default").version
+    target = next(
+        r["version"] for r in registry.versions(SEGMENTER, "default") if r["version"] != champion
+    )
+    assert target != champion
+    write_serving_record(client.served, tenant=None, model_versions={})  # what `serve` writes
+    statuses: list[int] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=client.served.url, timeout=30) as http:
+            while not stop.is_set():
+                reply = http.get("/api/v1/customers/1/segment")
+                statuses.append(reply.status_code)
+                if reply.status_code == 200:
+                    versions.append(reply.json()["data"]["modelVersion"])
+
+    workers = [threading.Thread(target=hammer) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(1.0)
+        result = cli_models.promote("segmenter", int(target), tenant="default")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+    assert result["reloaded"] is True and challenger
+    assert len(statuses) > 20
+    assert [s for s in statuses if s != 200] == []
+    assert versions[-1] == str(target)
+    assert client.get("/api/v1/customers/1/segment").json()["data"]["modelVersion"] == target
 
 
 def test_forecaster_is_judged_against_its_baselines_in_the_same_run(served) -> None:
@@ -317,3 +374,73 @@ def test_recommender_is_judged_and_recommends_with_reasons(served) -> None:
     assert len(new["recommendations"]) == 5
     assert client.get("/api/v1/recommendations/products/987654321").status_code == 404
     assert client.get("/api/v1/recommendations/products/1?limit=101").status_code == 422
+
+
+def test_inventory_reorder_and_actions_plan_from_the_served_models(served) -> None:
+    import psycopg
+
+    from core.settings import get_settings
+
+    client, _ = served
+    with psycopg.connect(get_settings().database_url) as conn:
+        store, busy = conn.execute(
+            "SELECT store_id, product_id FROM store_product_weekly WHERE tenant_id = 'default'"
+            " AND week > 36 GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 1"
+        ).fetchone()
+    body = {
+        "storeId": store,
+        "productIds": [busy],
+        "leadTimeWeeks": 2,
+        "reviewPeriodWeeks": 1,
+        "orderingCost": 20,
+        "holdingCostRate": 0.25,
+    }
+    reply = client.post("/api/v1/predictions/inventory/optimize", json=body)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    assert data["modelVersion"] == client.forecast["version"]
+    (product,) = data["products"]
+    forecast = client.post(
+        "/api/v1/predictions/demand/forecast",
+        json={"storeId": store, "productIds": [busy], "horizon": 3},
+    ).json()["data"]["forecasts"][0]["weeks"]
+    # demand over the 2-week lead time is the forecaster's p50s; the reorder point adds z*sigma
+    lead = product["leadTimeDemand"]
+    assert lead["mean"] == pytest.approx(sum(w["p50"] for w in forecast[:2]), abs=0.02)
+    assert product["safetyStock"] == pytest.approx(data["z"] * lead["sigma"], abs=0.02)
+    assert product["reorderPoint"] == pytest.approx(lead["mean"] + product["safetyStock"], abs=0.02)
+    assert product["onHandSource"].startswith("assumed:")  # Complete Journey has no stock levels
+    assert product["eoq"] is not None and product["unitValue"] > 0
+    given = client.post(
+        "/api/v1/predictions/inventory/optimize",
+        json={**body, "onHand": {str(busy): 10_000}},
+    ).json()["data"]["products"][0]
+    assert given["onHandSource"] == "request" and given["orderQuantity"] == 0
+    for bad, text in (
+        ({"serviceLevel": 1.2}, "0.999"),
+        ({"leadTimeWeeks": 8}, "maximum of 8"),
+    ):
+        r = client.post("/api/v1/predictions/inventory/optimize", json={**body, **bad})
+        assert r.status_code == 422 and text in r.text
+    unknown = client.post("/api/v1/predictions/inventory/optimize", json={**body, "storeId": "x"})
+    assert unknown.status_code == 404
+
+    reorder = client.post("/api/v1/recommendations/reorder", json={"storeId": store, "limit": 5})
+    assert reorder.status_code == 200, reorder.text
+    due = reorder.json()["data"]["products"]
+    assert 0 < len(due) <= 5 and all(p["reorderNow"] and p["orderQuantity"] > 0 for p in due)
+    cover = [p["weeksOfCover"] for p in due if p["weeksOfCover"] is not None]
+    assert cover == sorted(cover)  # most urgent first
+
+    actions = client.get(f"/api/v1/recommendations/actions/assoc-1?storeId={store}&limit=3")
+    assert actions.status_code == 200, actions.text
+    nba = actions.json()["data"]
+    assert nba["customers"]["available"] and nba["reorder"]["available"]
+    assert nba["models"]["churn"].startswith("default.churn v")
+    top = [str(p["productId"]) for p in due[:3]]
+    assert [a["subject"] for a in nba["reorder"]["actions"]] == top
+    for group in ("customers", "reorder"):
+        assert all(a["reason"] and a["modelVersion"] for a in nba[group]["actions"])
+    if not nba["promotions"]["available"]:  # until a promotions model is trained and served
+        assert "retailpulse train promotions" in nba["promotions"]["reason"]
+    assert client.get("/api/v1/recommendations/actions/assoc-1").status_code == 422

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +16,8 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from core.services import get_endpoints, port_open, status, stop_embedded
+from core.errors import ServiceUnavailable
+from core.services import embedded, get_endpoints, port_open, status, stop_embedded
 from core.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -76,3 +80,57 @@ def test_configured_url_that_does_not_answer_fails_fast(tmp_path: Path, url: str
     assert url in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert elapsed < 30  # generous bound on a loaded CI box; the probe itself waits 5 s
+
+
+def _kill_and_reap(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    try:  # the server is our child here: reap it so its pid is really gone
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def test_embedded_redis_comes_back_on_its_port_with_its_data(tmp_path: Path) -> None:
+    """A crashed embedded Redis restarts where servers and Feast look for it, data intact."""
+    svc = embedded("redis", tmp_path)  # the embedded path, whatever Redis the machine runs
+    url = svc.start()
+    try:
+        client = redis.Redis.from_url(url)
+        client.hset("customer:42", mapping={"segment": "champions", "monetary": "812.5"})
+        client.close()
+        pid = json.loads((tmp_path / "services.json").read_text())["redis"]["pid"]
+        _kill_and_reap(pid)
+        assert not port_open("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))
+
+        again = svc.start()  # what `retailpulse services up` runs
+        assert again == url
+        client = redis.Redis.from_url(again)
+        assert client.hgetall("customer:42") == {b"segment": b"champions", b"monetary": b"812.5"}
+        client.close()
+
+        svc.stop()  # a clean stop keeps the port too
+        assert not port_open("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))
+        assert svc.start() == url
+        assert redis.Redis.from_url(url).hget("customer:42", "segment") == b"champions"
+    finally:
+        svc.stop()
+
+
+def test_embedded_redis_port_taken_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    svc = embedded("redis", tmp_path)
+    url = svc.start()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    svc.stop()
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen()
+    try:
+        with pytest.raises(ServiceUnavailable) as info:
+            svc.start()
+        assert str(port) in str(info.value)
+        assert "another process" in str(info.value)
+    finally:
+        squatter.close()
+    assert svc.start() == url  # once the port is free again it comes back there
+    svc.stop()

@@ -53,10 +53,10 @@ class InMemoryReader:
     def __init__(self, rows: dict[Any, dict[str, Any]]) -> None:
         self.rows = rows
 
-    def get(self, key: Any, **kw: Any) -> dict[str, Any] | None:
+    async def get(self, key: Any, **kw: Any) -> dict[str, Any] | None:
         return self.rows.get(key)
 
-    def get_many(self, keys: list[Any], **kw: Any) -> list[dict[str, Any] | None]:
+    async def get_many(self, keys: list[Any], **kw: Any) -> list[dict[str, Any] | None]:
         return [self.rows.get(k) for k in keys]
 
 

@@ -19,7 +19,7 @@ class Reader:
     def __init__(self, rows: dict[Any, dict[str, Any]]) -> None:
         self.rows = rows
 
-    def get_many(self, keys: list[Any], **kw: Any) -> list[dict[str, Any] | None]:
+    async def get_many(self, keys: list[Any], **kw: Any) -> list[dict[str, Any] | None]:
         return [self.rows.get(k) for k in keys]
 
 
@@ -56,7 +56,9 @@ class Segmenter:
 
 
 class Recommender:
-    def recommend(self, tenant: str, customer: int, limit: int, days: int | None) -> dict:
+    def recommend(
+        self, tenant: str, customer: int, limit: int, days: int | None, per_category: int = 3
+    ) -> dict:
         if customer == 404:
             return {"notFound": True}
         return {

@@ -17,6 +17,8 @@ def test_serving_reserves_under_one_cpu_so_training_can_run_beside_it():
     # On 2 cores a Ray Tune trial or Train worker needs one whole free CPU while serving runs.
     cfg = load_serve_config()
     reserved = cfg.ingress.num_cpus * cfg.ingress.num_replicas + sum(
-        o.num_cpus * o.num_replicas for o in cfg.models.values() if o.enabled
+        o.num_cpus * o.num_replicas
+        for o in cfg.models.values()
+        if o.enabled and o.placement == "deployment"
     )
     assert reserved <= 1.0

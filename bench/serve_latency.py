@@ -1,0 +1,250 @@
+"""Route latency under load: Ray Serve (the ingress's direct port) vs plain uvicorn, same run.
+
+Every model route is driven by `wrk` (a C load generator; `apt install wrk`) over loopback at
+concurrency 1 and 8 for `--seconds` each: req/s, p50, p99 and errors. The baseline is the same
+`create_api` with the same champions hosted in-process, served by plain uvicorn (uvloop,
+httptools, `gc.freeze()` after start-up as Serve does) in a subprocess; the two targets are
+measured interleaved, route by route, so the ratio survives a noisy machine. Uses the
+configured services and the tenant's champions (`make demo` first); exits 2 otherwise.
+Prints one JSON object (DESIGN §5) with a row per route × concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LOOKUP, GRAPH = "lookup", "graph"
+GOALS = {LOOKUP: 2.0, GRAPH: 5.0}  # p50 at concurrency 1, ms (issue 7)
+
+
+def _routes(tenant: str) -> list[dict[str, Any]]:
+    """One real request per model route, on entities of the tenant's warehouse."""
+    from core.db import connect
+    from core.services import get_endpoints
+
+    with connect(get_endpoints().database_url) as conn:
+        customer = conn.execute(
+            "SELECT customer_id FROM customer_rfm WHERE tenant_id=%s"
+            " ORDER BY event_timestamp DESC, frequency DESC LIMIT 1",
+            (tenant,),
+        ).fetchone()
+        store = conn.execute(
+            "SELECT store_id, array_agg(product_id ORDER BY units DESC) FROM ("
+            " SELECT store_id, product_id, sum(units) AS units FROM store_product_weekly"
+            " WHERE tenant_id = %s AND week >= (SELECT max(week) - 8 FROM store_product_weekly"
+            " WHERE tenant_id = %s) GROUP BY store_id, product_id) t"
+            " GROUP BY store_id ORDER BY sum(units) DESC LIMIT 1",
+            (tenant, tenant),
+        ).fetchone()
+        span = conn.execute(
+            "SELECT max(business_date) FROM store_daily_sales WHERE tenant_id = %s", (tenant,)
+        ).fetchone()
+    if customer is None or store is None:
+        raise SystemExit("no features in the warehouse: run `make demo` first")
+    cid = int(customer[0])
+    routes = [
+        {"name": "segment", "kind": LOOKUP, "method": "GET",
+         "path": f"/api/v1/customers/{cid}/segment"},
+        {"name": "churn", "kind": LOOKUP, "method": "POST",
+         "path": "/api/v1/predictions/churn/analyze", "body": {"customerIds": [cid]}},
+        {"name": "recommendations", "kind": GRAPH, "method": "GET",
+         "path": f"/api/v1/recommendations/products/{cid}?limit=10"},
+        {"name": "forecast", "kind": GRAPH, "method": "POST",
+         "path": "/api/v1/predictions/demand/forecast",
+         "body": {"storeId": store[0], "productIds": [int(p) for p in store[1][:5]],
+                  "horizon": 4}},
+    ]  # fmt: skip
+    if span and span[0]:
+        day = span[0].isoformat()
+        routes.append(
+            {"name": "anomalies", "kind": GRAPH, "method": "POST",
+             "path": "/api/v1/predictions/anomalies/detect",
+             "body": {"storeIds": [store[0]], "from": day, "to": day}}
+        )  # fmt: skip
+    return routes
+
+
+WRK_SCRIPT = """
+wrk.method = "{method}"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def _wrk(url: str, route: dict[str, Any], connections: int, seconds: int) -> dict[str, Any]:
+    """Run wrk against one route; req/s, p50/p99 (ms) and errors."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        body = json.dumps(route.get("body", "")) if route.get("body") else ""
+        script.write(WRK_SCRIPT.format(method=route["method"], body=body))
+    cmd = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
+           "--latency", "-s", script.name, url + route["path"]]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    pct = {m.group(1): _ms(m.group(2), m.group(3)) for m in
+           re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}  # fmt: skip
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    errors += sum(int(x) for x in sock.groups()) if sock else 0
+    return {"rps": round(rps, 1), "p50_ms": pct.get("50"), "p99_ms": pct.get("99"),
+            "errors": errors}  # fmt: skip
+
+
+def _ms(value: str, unit: str) -> float:
+    return round(float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit], 3)
+
+
+def _check(url: str, route: dict[str, Any]) -> None:
+    reply = httpx.request(route["method"], url + route["path"], json=route.get("body"), timeout=60)
+    if reply.status_code != 200:
+        raise SystemExit(f"{route['name']}: {reply.status_code} {reply.text[:300]}")
+
+
+def uvicorn_main(port: int, tenant: str) -> None:
+    """The baseline server: `create_api` with the champions in-process, plain uvicorn."""
+    import gc
+
+    import uvicorn
+
+    from core.services import get_endpoints
+    from core.settings import get_settings
+    from serving.app import create_api
+    from serving.config import load_serve_config
+    from serving.deployments.ingress import (
+        OnlineConfig,
+        host_models,
+        local_backends,
+        reconfigure_hosted,
+    )
+
+    cfg = load_serve_config()
+    keys = [k for k, o in cfg.models.items() if o.enabled]
+    hosted = host_models(keys, tenant)
+    reconfigure_hosted(hosted, {"models": {k: cfg.models[k].user_config() for k in keys}})
+    settings = get_settings()
+    online = OnlineConfig(
+        redis_url=get_endpoints().redis_url,
+        base_project=settings.feast_project,
+        default_tenant=settings.tenant,
+        serve_tenant=tenant,
+        timeout_ms=cfg.online_timeout_ms,
+    )
+    app = create_api(local_backends(hosted, online))
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _wait(url: str, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} did not come up")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--routes", nargs="*", help="only these routes (default: all)")
+    parser.add_argument("--tenant", default=None)
+    parser.add_argument("--proxy", action="store_true", help="also measure Serve's :8000 proxy")
+    parser.add_argument("--uvicorn", type=int, help=argparse.SUPPRESS)  # the baseline's port
+    args = parser.parse_args(argv)
+
+    from core.services import free_port
+    from core.settings import get_settings
+
+    tenant = args.tenant or get_settings().tenant
+    if args.uvicorn:
+        uvicorn_main(args.uvicorn, tenant)
+        return 0
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt install wrk)", file=sys.stderr)
+        return 2
+    routes = _routes(tenant)
+    if args.routes:
+        routes = [r for r in routes if r["name"] in args.routes]
+
+    from pipelines.jobs.serve import deploy, use_serve_env
+    from serving.config import load_serve_config
+
+    port = free_port()
+    baseline = subprocess.Popen(
+        [sys.executable, __file__, "--uvicorn", str(port), "--tenant", tenant],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        use_serve_env(load_serve_config().direct_port)
+        served = deploy(port=free_port(), tenant=tenant)
+        if served.direct is None:
+            raise SystemExit("Serve's direct ingress port did not answer")
+        base = f"http://127.0.0.1:{port}"
+        _wait(base)
+        targets = {"uvicorn": base, "serve": served.direct}
+        if args.proxy:
+            targets["serve_proxy"] = served.proxy
+        rows = []
+        for route in routes:
+            for url in targets.values():
+                _check(url, route)
+                _wrk(url, route, 1, 2)  # warm-up
+            for c in args.concurrency:
+                row = {"route": route["name"], "kind": route["kind"], "concurrency": c}
+                for name, url in targets.items():
+                    row[name] = _wrk(url, route, c, args.seconds)
+                row["ratio"] = round(row["serve"]["rps"] / row["uvicorn"]["rps"], 3)
+                if c == 1:
+                    row["p50_goal_ms"] = GOALS[route["kind"]]
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr)
+    finally:
+        baseline.terminate()
+        baseline.wait(30)
+    ratios = [r["ratio"] for r in rows]
+    print(
+        json.dumps(
+            {
+                "figure": "serve_latency",
+                "data": f"tenant {tenant}'s champions and warehouse; wrk over loopback, "
+                f"{args.seconds} s per run, concurrency {args.concurrency}",
+                "n": len(rows),
+                "value": min(ratios) if ratios else None,
+                "unit": "worst req/s ratio Serve direct ingress / uvicorn",
+                "baseline": "the same create_api + models in-process under plain uvicorn",
+                "baseline_value": None,
+                "ratio": min(ratios) if ratios else None,
+                "goal": "ratio >= 0.6; p50 at c=1 <= 2 ms (lookup) / 5 ms (graph); "
+                "p99 at c=8 <= 20 ms; 0 errors",
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""OpenAPI declares the error statuses every route can answer (in the error envelope)."""
+
+from __future__ import annotations
+
+from serving.app import create_api
+from serving.deps import Backends
+
+
+def test_every_api_route_declares_its_error_statuses() -> None:
+    spec = create_api(Backends(default_tenant="default")).openapi()
+    missing = []
+    for path, operations in spec["paths"].items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for method, op in operations.items():
+            codes = set(op["responses"])
+            want = {"200", "422", "503"} | ({"404"} if "{" in path else set())
+            if not want <= codes:
+                missing.append(f"{method.upper()} {path}: {sorted(want - codes)}")
+            for code in codes - {"200"}:
+                schema = op["responses"][code]["content"]["application/json"]["schema"]
+                assert schema["$ref"].endswith("ErrorEnvelope"), (path, code)
+    assert not missing, missing
