@@ -151,6 +151,33 @@ def uvicorn_main(port: int, tenant: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def _promote_under_load(served: Any, route: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """wrk at 8 connections for 8 s while the app is redeployed with a new generation (what
+    `retailpulse models promote` does): Serve calls `reconfigure`, models reload in place."""
+    from pipelines.jobs.serve import deploy
+
+    proxy_port = int(served.proxy.rsplit(":", 1)[1])
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT.format(method=route["method"], body=""))
+    cmd = ["wrk", "-t", "2", "-c", "8", "-d", "8s", "-s", script.name,
+           served.url + route["path"]]  # fmt: skip
+    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    started = time.perf_counter()
+    deploy(port=proxy_port, tenant=tenant, generation=time.time_ns())
+    reload_s = time.perf_counter() - started
+    out, _ = load.communicate(timeout=60)
+    os.unlink(script.name)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed = (int(non2xx.group(1)) if non2xx else 0) + (
+        sum(int(x) for x in sock.groups()) if sock else 0
+    )
+    return {"route": route["name"], "requests": total, "failed": failed,
+            "reload_seconds": round(reload_s, 2), "goal_failed": 0}  # fmt: skip
+
+
 def _wait(url: str, seconds: float = 180) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -170,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routes", nargs="*", help="only these routes (default: all)")
     parser.add_argument("--tenant", default=None)
     parser.add_argument("--proxy", action="store_true", help="also measure Serve's :8000 proxy")
+    parser.add_argument(
+        "--promote",
+        action="store_true",
+        help="also count failed requests while the running app reloads its models in place",
+    )
     parser.add_argument("--uvicorn", type=int, help=argparse.SUPPRESS)  # the baseline's port
     args = parser.parse_args(argv)
 
@@ -220,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                     row["p50_goal_ms"] = GOALS[route["kind"]]
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
+        promotion = _promote_under_load(served, routes[0], tenant) if args.promote else None
     finally:
         baseline.terminate()
         baseline.wait(30)
@@ -239,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 "goal": "ratio >= 0.6; p50 at c=1 <= 2 ms (lookup) / 5 ms (graph); "
                 "p99 at c=8 <= 20 ms; 0 errors",
                 "rows": rows,
+                "promotion_under_load": promotion,
             },
             indent=2,
         )

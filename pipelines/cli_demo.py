@@ -133,6 +133,7 @@ def demo(
                 "/api/v1/analytics/customers/segments",
                 f"/api/v1/customers/{customer}/segment",
                 f"/api/v1/recommendations/products/{customer}?limit=5",
+                "/api/v1/recommendations/promotions?limit=3",
             ):
                 reply = http.get(path)
                 console.print(f"[bold]GET {path}[/] → {reply.status_code}")
@@ -215,6 +216,12 @@ def _sample_posts(
             " WHERE tenant_id = %s) GROUP BY product_id ORDER BY sum(units) DESC",
             (tenant, store[0], tenant),
         ).fetchall()
+        row = conn.execute(
+            "SELECT campaign_id FROM campaign_households WHERE tenant_id = %s"
+            " GROUP BY campaign_id ORDER BY count(*) DESC, campaign_id LIMIT 1",
+            (tenant,),
+        ).fetchone()
+    campaign = int(row[0]) if row else None
     best = [int(p) for p, _ in products[:3]]
     rare = [int(p) for p, weeks in products if weeks == 1][:1]
     sid = str(store[0])
@@ -225,4 +232,9 @@ def _sample_posts(
         ("/api/v1/predictions/inventory/optimize",
          {"storeId": sid, "productIds": best + rare, "leadTimeWeeks": 1, "reviewPeriodWeeks": 1}),
         ("/api/v1/recommendations/reorder", {"storeId": sid, "limit": 5}),
+        ("/api/v1/predictions/pricing/elasticity", {"productIds": best}),
+        ("/api/v1/recommendations/pricing",
+         {"productIds": best, "objective": "revenue", "maxChangePct": 10}),
+        *([("/api/v1/predictions/promotions/impact", {"campaignId": campaign})]
+          if campaign is not None else []),
     ]  # fmt: skip

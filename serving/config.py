@@ -17,12 +17,18 @@ class DeploymentOptions(BaseModel):
     num_replicas: int = Field(default=1, ge=1)
     num_cpus: float = Field(default=0.25, gt=0)
     max_ongoing_requests: int = Field(default=64, ge=1)
+    # A dead replica leaves the routing tables at its next failed health check: Serve's 10 s
+    # default let requests reach a killed replica for up to 15 s in the drill.
+    health_check_period_s: float = Field(default=2.0, gt=0)
+    health_check_timeout_s: float = Field(default=10.0, gt=0)
 
     def ray_options(self) -> dict:
         return {
             "num_replicas": self.num_replicas,
             "ray_actor_options": {"num_cpus": self.num_cpus},
             "max_ongoing_requests": self.max_ongoing_requests,
+            "health_check_period_s": self.health_check_period_s,
+            "health_check_timeout_s": self.health_check_timeout_s,
         }
 
 

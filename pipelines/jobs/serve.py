@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 APP_NAME = "retailpulse"
@@ -74,6 +75,7 @@ def deploy(
     tenant: str | None = None,
     model_versions: dict[str, str] | None = None,
     generation: int = 0,
+    config_path: str | None = None,
 ) -> Served:
     """Deploy the Serve graph (blocks until healthy) and say where it answers.
 
@@ -87,7 +89,7 @@ def deploy(
     from serving.builder import AppArgs, build_app
     from serving.config import load_serve_config
 
-    cfg = load_serve_config(http_port=port)
+    cfg = load_serve_config(Path(config_path) if config_path else None, http_port=port)
     use_serve_env(cfg.direct_port)  # effective only if Ray is not running yet in this process
     ensure_ray()
     serve.start(
@@ -95,7 +97,12 @@ def deploy(
         logging_config={"log_level": "WARNING"},  # request logs stay in the Ray dashboard
     )
     app = build_app(
-        AppArgs(tenant=tenant, model_versions=model_versions or {}, generation=generation)
+        AppArgs(
+            tenant=tenant,
+            model_versions=model_versions or {},
+            generation=generation,
+            config_path=config_path,
+        )
     )
     serve.run(
         app, name=APP_NAME, route_prefix=cfg.route_prefix, logging_config={"log_level": "WARNING"}

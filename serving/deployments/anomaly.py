@@ -4,10 +4,14 @@ It reads from the warehouse rollup (`store_daily_sales`) the requested days plus
 `LOOKBACK_DAYS` before them that the detectors look back on. Days after the tenant's newest
 business day are not scored (a missing future day would read as a drop), nor are days a
 store has too little history for; both are counted in `skipped`.
+
+The tenant's store list and date span change only when data lands; they are cached for
+`FACTS_TTL_S` (two scans of the rollup per request cost more than the detectors do).
 """
 
 from __future__ import annotations
 
+import time
 from datetime import date, timedelta
 from typing import Any
 
@@ -16,11 +20,26 @@ import numpy as np
 from serving.deployments.base import ModelDeployment, blocking
 from training.specs import ANOMALY
 
+FACTS_TTL_S = 60.0
+
 
 class Anomaly(ModelDeployment):
     """One replica of the anomaly detector (all tenants; per-tenant registry versions)."""
 
     spec = ANOMALY
+
+    def _facts(self, tenant: str) -> tuple[list[str], tuple[date, date] | None]:
+        """(stores with sales, first and last business day) of the tenant, cached briefly."""
+        from features.store_daily import date_range, known_stores
+
+        cache = self.__dict__.setdefault("_facts_cache", {})
+        hit = cache.get(tenant)
+        if hit is not None and time.monotonic() - hit[0] < FACTS_TTL_S:
+            return hit[1], hit[2]
+        conn = self._connection()
+        stores, span = known_stores(conn, tenant=tenant), date_range(conn, tenant=tenant)
+        cache[tenant] = (time.monotonic(), stores, span)
+        return stores, span
 
     @blocking
     def detect(
@@ -28,7 +47,7 @@ class Anomaly(ModelDeployment):
     ) -> dict[str, Any] | None:
         """Flagged store-days between `start` and `end` (ISO dates, inclusive); None without a
         model; {"unknownStores": [...]} when some requested stores have no sales at all."""
-        from features.store_daily import date_range, known_stores, load_store_daily
+        from features.store_daily import load_store_daily
         from training.anomaly_run import LOOKBACK_DAYS, panel_from_rollup
 
         loaded = self._get(tenant)
@@ -36,8 +55,7 @@ class Anomaly(ModelDeployment):
             return None
         bundle = loaded.model
         first, last = date.fromisoformat(start), date.fromisoformat(end)
-        conn = self._connection()
-        known = known_stores(conn, tenant=tenant)
+        known, span = self._facts(tenant)
         if store_ids is not None:
             unknown = sorted(set(store_ids) - set(known))
             if unknown:
@@ -46,7 +64,6 @@ class Anomaly(ModelDeployment):
         else:
             stores = known
         skipped = {"after_newest_data": 0, "too_little_history": 0}
-        span = date_range(conn, tenant=tenant)
         newest = span[1] if span else first - timedelta(days=1)
         scored_last = min(last, newest)
         report = {
@@ -66,7 +83,7 @@ class Anomaly(ModelDeployment):
             return report
         lookback = first - timedelta(days=LOOKBACK_DAYS)
         frame = load_store_daily(
-            conn, tenant=tenant, start=lookback, end=scored_last, store_ids=stores
+            self._connection(), tenant=tenant, start=lookback, end=scored_last, store_ids=stores
         )
         panel = panel_from_rollup(frame, start=lookback, end=scored_last, store_ids=stores)
         days = np.arange(LOOKBACK_DAYS, len(panel.dates))

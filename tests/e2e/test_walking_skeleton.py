@@ -26,6 +26,8 @@ def served(sample_warehouse, ray_session, tmp_path_factory):
         train_anomaly,
         train_churn,
         train_forecaster,
+        train_pricing,
+        train_promotions,
         train_recommender,
     )
     from pipelines.jobs.train import train_segmenter as segmenter
@@ -46,6 +48,10 @@ def served(sample_warehouse, ray_session, tmp_path_factory):
     assert anomaly["promoted"], anomaly
     recommender = train_recommender(quick=True)
     assert recommender["promoted"], recommender
+    pricing = train_pricing(quick=True)
+    assert pricing["promoted"], pricing
+    promotions = train_promotions(quick=True)
+    assert promotions["promoted"], promotions
     served = deploy(port=free_port())
     # the conftest's Ray runs with RAY_SERVE_THROUGHPUT_OPTIMIZED=1, as `retailpulse serve`
     assert served.direct is not None, "the ingress's direct port did not answer"
@@ -55,6 +61,8 @@ def served(sample_warehouse, ray_session, tmp_path_factory):
         client.churn = churn
         client.anomaly = anomaly
         client.recommender = recommender
+        client.pricing = pricing
+        client.promotions = promotions
         yield client, outcome
     serve.shutdown()
 
@@ -444,3 +452,32 @@ def test_inventory_reorder_and_actions_plan_from_the_served_models(served) -> No
     if not nba["promotions"]["available"]:  # until a promotions model is trained and served
         assert "retailpulse train promotions" in nba["promotions"]["reason"]
     assert client.get("/api/v1/recommendations/actions/assoc-1").status_code == 422
+
+
+def test_pricing_and_promotion_routes_answer_from_their_champions(served) -> None:
+    import psycopg
+
+    from core.settings import get_settings
+
+    client, _ = served
+    with psycopg.connect(get_settings().database_url) as conn:
+        (product,) = conn.execute(
+            "SELECT product_id FROM transaction_items WHERE tenant_id = 'default'"
+            " GROUP BY product_id ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()
+    reply = client.post("/api/v1/predictions/pricing/elasticity", json={"productIds": [product]})
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    assert data["modelVersion"] == client.pricing["version"]
+    advice = client.post(
+        "/api/v1/recommendations/pricing",
+        json={"productIds": [product], "objective": "revenue", "maxChangePct": 10},
+    )
+    assert advice.status_code == 200, advice.text
+    ranked = client.get("/api/v1/recommendations/promotions?limit=3")
+    assert ranked.status_code == 200, ranked.text
+    assert ranked.json()["data"]["modelVersion"] == client.promotions["version"]
+    unknown = client.post("/api/v1/predictions/promotions/impact", json={"campaignId": 9999})
+    assert unknown.status_code == 404 and "9999" in unknown.json()["error"]["message"]
+    too_many = client.post("/api/v1/predictions/pricing/elasticity", json={"productIds": []})
+    assert too_many.status_code == 422

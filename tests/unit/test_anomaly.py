@@ -191,3 +191,18 @@ def test_evaluate_protocol_on_cj_slice() -> None:
     res = evaluate_protocol(panel, AnomalyConfig(trees=50, min_days=150), seeds=(42,))
     assert res["n_stores"] > 0 and res["window"][1] == "2017-12-31"
     assert 0.5 < res["mean"]["ensemble"]["auc"] <= 1.0
+
+
+def test_fast_isolation_forest_equals_sklearn_score_samples() -> None:
+    """The serving path's numpy forest gives scikit-learn's scores, row for row."""
+    from sklearn.ensemble import IsolationForest
+
+    from training.models.fast_forest import FastIsolationForest
+
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(3000, 6))
+    forest = IsolationForest(n_estimators=50, max_features=0.8, random_state=0).fit(train)
+    rows = np.vstack([rng.normal(size=(200, 6)), rng.normal(scale=6, size=(20, 6))])
+    np.testing.assert_allclose(
+        FastIsolationForest(forest).scores(rows), -forest.score_samples(rows), rtol=1e-12
+    )

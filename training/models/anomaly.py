@@ -41,6 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import gaussian_kde
 from sklearn.ensemble import IsolationForest
 
+from training.models.fast_forest import FastIsolationForest
+
 DETECTORS = ("seasonal", "iqr", "iforest", "shift_lr")
 HISTORY_DAYS = 56  # the 8 same-weekday lags of the level need 8 weeks before a scored day
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "anomaly.yaml"
@@ -164,6 +166,15 @@ class AnomalyEnsemble:
             axis=-1,
         )
 
+    @property
+    def fast_forest(self) -> FastIsolationForest:
+        """The fitted forest's numpy scorer, built once per fit (not pickled with the model)."""
+        fast = self.__dict__.get("_fast_forest")
+        if fast is None or fast[0] is not self.iforest:
+            fast = (self.iforest, FastIsolationForest(self.iforest))
+            self.__dict__["_fast_forest"] = fast
+        return fast[1]
+
     def _raw_scores(self, panel, rows: np.ndarray) -> tuple[np.ndarray, ...]:
         """(raw [K, S, D], z [S, D], expected log [S, D]) over all days of the panel."""
         x, expected, r = self._residuals(panel, rows)
@@ -178,7 +189,7 @@ class AnomalyEnsemble:
         ok = np.isfinite(feats).all(-1) & known[:, None]
         iso = np.full(x.shape, np.nan)
         if ok.any():
-            iso[ok] = -self.iforest.score_samples(feats[ok])
+            iso[ok] = self.fast_forest.scores(feats[ok])
         # shift_lr: z-shift of a multiplicative change is log(factor) / scale of that store
         up = np.log(self.cfg.spike_factor) / mad
         dn = np.log(self.cfg.drop_factor) / mad
@@ -272,7 +283,7 @@ class AnomalyEnsemble:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.yaml").write_text(yaml.safe_dump(self.cfg.model_dump(), sort_keys=True))
-        state = {k: v for k, v in self.__dict__.items() if k != "cfg"}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("cfg", "_fast_forest")}
         with open(d / "state.pkl", "wb") as f:
             pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
 
