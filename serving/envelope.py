@@ -124,15 +124,6 @@ class StampMiddleware:
         await self.app(scope, receive, send_stamped)
 
 
-def _warehouse_down(exc: BaseException) -> bool:
-    """True for a PostgreSQL connection failure (psycopg's OperationalError family)."""
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        return False
-    return isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown)
-
-
 def install(app: FastAPI) -> None:
     """Request ids, timing, and one handler per error family, all answering in the envelope."""
 
@@ -164,17 +155,22 @@ def install(app: FastAPI) -> None:
         # keep the exception's headers: a 405 carries `Allow`
         return _error(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
 
+    import psycopg
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _warehouse_down(request: Request, exc: Exception) -> JSONResponse:
+        # routes that need PostgreSQL answer 503 while it is down; the others keep answering
+        log.warning("warehouse unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        return _error(
+            request,
+            503,
+            "SERVICE_UNAVAILABLE",
+            "the warehouse (PostgreSQL) is not reachable; retry shortly",
+            {"service": "warehouse"},
+            {"Retry-After": "5"},
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if _warehouse_down(exc):  # routes that need PostgreSQL answer 503 while it is down
-            log.warning("warehouse unavailable: %s", exc)
-            return _error(
-                request,
-                503,
-                "SERVICE_UNAVAILABLE",
-                "the warehouse (PostgreSQL) is not reachable; retry shortly",
-                {"service": "warehouse"},
-                {"Retry-After": "5"},
-            )
         log.exception("unhandled error")  # the last resort; bad input never reaches it
         return _error(request, 500, "INTERNAL_ERROR", "internal error; see the server log")

@@ -234,3 +234,53 @@ def test_submitted_training_and_scoring_run_on_both_nodes(
             (TENANT, SEGMENTER.key, int(champion[0]["version"])),
         ).fetchone()
     assert scored == (features_ready, 1)
+
+
+def test_serve_deploy_runs_the_declarative_app_on_the_cluster(
+    cluster: LocalCluster, service_env: dict[str, str], features_ready: int, tmp_path
+) -> None:
+    """`serve deploy configs/serve_deploy.yaml` (as docs/cluster.md says) serves the same app
+    as `retailpulse serve`: the champion trained by the job above answers a real customer."""
+    import httpx
+    import yaml
+
+    from training.registry import load_champion
+    from training.specs import SEGMENTER
+
+    config = yaml.safe_load(
+        (Path(__file__).parents[2] / "configs" / "serve_deploy.yaml").read_text()
+    )
+    port = free_port()
+    config["http_options"]["port"] = port
+    # the cluster's nodes have no RETAILPULSE_* of their own: give the app the test's services
+    config["applications"][0]["runtime_env"] = {"env_vars": service_env}
+    path = tmp_path / "serve_deploy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [str(BIN / "serve"), "deploy", str(path), "--address", cluster.dashboard],
+        env=cluster.env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    champion = load_champion(SEGMENTER, TENANT)
+    with psycopg.connect(service_env["RETAILPULSE_DATABASE_URL"]) as conn:
+        (customer,) = conn.execute(
+            "SELECT customer_id FROM customer_rfm WHERE tenant_id = %s LIMIT 1", (TENANT,)
+        ).fetchone()
+    deadline, body = time.monotonic() + 300, None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/api/v1/customers/{customer}/segment")
+                if reply.status_code == 200:
+                    body = reply.json()
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        assert body is not None, "the declaratively deployed app did not answer"
+        assert body["data"]["modelVersion"] == champion.version
+    finally:
+        subprocess.run(
+            [str(BIN / "serve"), "shutdown", "-y", "--address", cluster.dashboard],
+            env=cluster.env, capture_output=True, timeout=120,
+        )  # fmt: skip

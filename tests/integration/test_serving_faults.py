@@ -120,3 +120,42 @@ def test_method_not_allowed_carries_allow_and_request_id_is_stamped(redis_server
         assert reply.headers["allow"] == "GET"
         assert reply.headers["x-request-id"] == "r-1"
         assert reply.json()["metadata"]["requestId"] == "r-1"
+
+
+class WarehouseBoundDetector:
+    """The anomaly deployment's interface; its warehouse (PostgreSQL) is down: a real
+    connection attempt to a port nobody listens on."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def info(self, tenant: str) -> dict[str, Any]:
+        return {"model": "anomaly", "registeredName": f"{tenant}.anomaly", "version": "1"}
+
+    def detect(self, tenant: str, *args: Any) -> dict[str, Any]:
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=2):
+            raise AssertionError("the warehouse should be down")
+
+
+def test_postgres_down_gives_503_on_warehouse_routes_while_others_answer(redis_server) -> None:
+    _, port = redis_server
+    online = OnlineConfig(
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        base_project="faults",
+        default_tenant="default",
+        serve_tenant="default",
+    )
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    hosted = {"segmenter": Segmenter(), "anomaly": WarehouseBoundDetector(dead)}
+    with TestClient(create_api(local_backends(hosted, online))) as client:
+        reply = client.post(
+            "/api/v1/predictions/anomalies/detect", json={"from": "2017-12-01", "to": "2017-12-02"}
+        )
+        assert reply.status_code == 503
+        assert reply.json()["error"]["details"]["service"] == "warehouse"
+        assert "retry-after" in reply.headers
+        # routes that do not need PostgreSQL keep answering
+        assert client.get("/api/v1/customers/5/segment").status_code == 404
+        assert client.get("/healthz").status_code == 200
