@@ -250,8 +250,9 @@ def run_recommender(
 
     from core.errors import ValidationFailed
     from training.datasets import warehouse_line_items
+    from training.recommending.candidates import candidates
     from training.recommending.data import protocol_split
-    from training.recommending.hybrid import HybridScorer, candidates
+    from training.recommending.hybrid import HybridScorer
     from training.trainers.recommender import build_trainer, load_checkpoint
 
     step = on_step or (lambda text: None)

@@ -25,70 +25,17 @@ from core.settings import get_settings
 from features.catalog import SEGMENTER_FEATURES
 from training.config import SegmenterTuneConfig
 from training.models.segmenter import (
-    SKOPS_TRUSTED_TYPES,
     CustomerSegmenter,
-    FastSegmenter,
     validate_features,
 )
-from training.registry import MODEL_ARTIFACT, MODEL_URI_TAG
+from training.segmenter_bundle import METRIC, SegmenterBundle
+from training.segmenter_mlflow import log_to_mlflow as log_tune_run
 from training.segmenting.protocol import (
     bootstrap_ari,
     passes_criterion,
     relaxed_pool,
     score_assignments,
 )
-from training.specs import SEGMENTER
-from training.tracking import configure_mlflow
-
-METRIC = SEGMENTER.metric
-PLOT_ARTIFACT = "silhouette_by_k.png"
-TRIALS_ARTIFACT = "trials.json"
-PROFILES_ARTIFACT = "profiles.json"
-ASSIGNMENTS_ARTIFACT = "assignments.json"
-
-
-@dataclass(frozen=True)
-class SegmenterBundle:
-    """A registered segmenter as serving and scoring use it.
-
-    `model` is the sklearn-backed `CustomerSegmenter` (batch work, re-scoring); `fast` its
-    numpy twin for one row at a time; `profiles` the training-time segment profiles.
-    """
-
-    model: CustomerSegmenter
-    fast: FastSegmenter
-    profiles: list[dict[str, Any]]
-    assignments: dict[int, list[Any]] | None = None  # segment -> customer ids (training time)
-
-    def members(self, segment: int) -> list[Any] | None:
-        """Customers assigned to `segment` at training time ([] for an unknown segment); None
-        for a version logged before assignments were kept."""
-        if self.assignments is None:
-            return None
-        return list(self.assignments.get(int(segment), []))
-
-    def label(self, segment: int) -> str:
-        return next((p["label"] for p in self.profiles if p["id"] == segment), str(segment))
-
-
-def load_bundle(model_uri: str, run_id: str) -> SegmenterBundle:
-    """The `ModelSpec.load` of the segmenter: pipeline (mlflow.sklearn) + profiles.json."""
-    import mlflow.artifacts
-    import mlflow.sklearn
-
-    model = CustomerSegmenter.from_pipeline(mlflow.sklearn.load_model(model_uri))
-    profiles = mlflow.artifacts.load_dict(f"runs:/{run_id}/{PROFILES_ARTIFACT}")["segments"]
-    try:
-        raw = mlflow.artifacts.load_dict(f"runs:/{run_id}/{ASSIGNMENTS_ARTIFACT}")
-    except Exception:  # an older version without assignments: members() answers None
-        raw = None
-    assignments = None
-    if raw is not None:
-        assignments = {}
-        for cid, seg in zip(raw["customer_ids"], raw["segments"], strict=True):
-            assignments.setdefault(int(seg), []).append(cid)
-    return SegmenterBundle(model=model, fast=FastSegmenter(model), profiles=profiles,
-                           assignments=assignments)  # fmt: skip
 
 
 def protocol_silhouette(
@@ -431,135 +378,13 @@ def tune_segmenter(
         skipped_rows=skipped,
     )
     if log_to_mlflow:
-        _log_to_mlflow(outcome, cfg, x, train_rows=len(train), tenant=tenant)
+        log_tune_run(
+            outcome,
+            cfg,
+            x,
+            train_rows=len(train),
+            tenant=tenant,
+            criterion_met=admissible(outcome.best, **_gates(cfg)),
+        )
     outcome.duration_s = time.perf_counter() - start
     return outcome
-
-
-def _silhouette_figure(trials: list[TrialOutcome], best: TrialOutcome):
-    from matplotlib.figure import Figure  # Figure without pyplot: Agg, no GUI backend
-
-    fig = Figure(figsize=(7, 4.5), dpi=110)
-    ax = fig.add_subplot()
-    for n in sorted({t.n_components for t in trials}):
-        points = sorted((t.k, t.silhouette) for t in trials if t.n_components == n)
-        points = [(k, s) for k, s in points if s is not None]
-        if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=f"PCA {n}")
-    ax.scatter([best.k], [best.silhouette], s=180, facecolors="none", edgecolors="red", zorder=3)
-    ax.annotate(
-        f"best: k={best.k}, PCA {best.n_components}",
-        (best.k, best.silhouette),
-        textcoords="offset points",
-        xytext=(10, -16),
-    )
-    ax.set_xticks(sorted({t.k for t in trials}))
-    ax.margins(x=0.08, y=0.15)
-    ax.set_xlabel("k (segments)")
-    ax.set_ylabel("silhouette on held-back customers")
-    ax.set_title("Customer segmenter: silhouette by k and PCA components")
-    ax.grid(alpha=0.3)
-    ax.legend(title="PCA components")
-    fig.tight_layout()
-    return fig
-
-
-def _pip_requirements() -> list[str]:
-    # Pinned explicitly: MLflow would otherwise infer them in a subprocess (seconds per run).
-    from importlib.metadata import version
-
-    return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "skops", "numpy", "pandas")]
-
-
-def _log_to_mlflow(
-    outcome: TuneOutcome,
-    cfg: SegmenterTuneConfig,
-    x: pd.DataFrame,
-    *,
-    train_rows: int,
-    tenant: str | None,
-) -> None:
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    configure_mlflow(cfg.experiment)
-    best, model = outcome.best, outcome.model
-    tags = {"model": "segmenter", "tenant": tenant or get_settings().tenant}
-    with mlflow.start_run(run_name="segmenter-tune", tags=tags) as parent:
-        mlflow.log_params(
-            {
-                **cfg.model_dump(),
-                "n_rows": len(x),
-                "skipped_rows": outcome.skipped_rows,
-                "n_train": train_rows,
-                "n_holdout": len(outcome.holdout),
-                "n_trials": len(outcome.trials),
-                "best_k": best.k,
-                "best_n_components": best.n_components,
-                "best_features": best.features,
-                "feature_names": ",".join(model.feature_names),
-            }
-        )
-        mlflow.set_tag("criterion_met", str(admissible(best, **_gates(cfg))).lower())
-        for t in outcome.trials:
-            name = f"{t.features} k={t.k} pca={t.n_components}"
-            with mlflow.start_run(run_name=name, nested=True, tags=tags):
-                mlflow.log_params(
-                    {"k": t.k, "n_components": t.n_components, "features": t.features}
-                )
-                metrics = {
-                    METRIC: t.silhouette,
-                    "silhouette_own": t.silhouette_own,
-                    "smallest_share": t.smallest_share,
-                    "ari": t.ari,
-                    "inertia": t.inertia,
-                    "fit_seconds": t.fit_seconds,
-                }
-                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
-                if t.error:
-                    mlflow.set_tag("error", t.error[:5000])
-        sample = x.head(200)  # every model takes all SEGMENTER_FEATURES (unused ones weigh 0)
-        info = mlflow.sklearn.log_model(
-            model.pipeline,
-            name=MODEL_ARTIFACT,
-            signature=infer_signature(sample, model.predict(sample)),
-            pip_requirements=_pip_requirements(),
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        )
-        # Logged after the model and linked to it: logging them first makes log_model re-insert
-        # them for the model (MLflow swallows the duplicate key, psycopg logs a warning).
-        best_metrics = {
-            METRIC: best.silhouette,
-            "silhouette_own": best.silhouette_own,
-            "smallest_share": best.smallest_share,
-            "ari": best.ari,
-            "inertia": model.inertia,
-        }
-        mlflow.log_metrics(
-            {k: float(v) for k, v in best_metrics.items() if v is not None}, model_id=info.model_id
-        )
-        mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
-        mlflow.log_dict(
-            {
-                "k": best.k,
-                "n_components": best.n_components,
-                "features": best.features,
-                "feature_names": model.feature_names,
-                "weights": model.weights,
-                "segments": outcome.profiles,
-            },
-            PROFILES_ARTIFACT,
-        )
-        mlflow.log_dict({"trials": [t.__dict__ for t in outcome.trials]}, TRIALS_ARTIFACT)
-        # who is in which segment at training time: `POST /churn/analyze {segmentId}` reads it
-        mlflow.log_dict(
-            {
-                "customer_ids": [c.item() if hasattr(c, "item") else c for c in x.index],
-                "segments": [int(g) for g in outcome.model.predict(x)],
-            },
-            ASSIGNMENTS_ARTIFACT,
-        )
-        mlflow.log_figure(_silhouette_figure(outcome.trials, best), PLOT_ARTIFACT)
-    outcome.run_id = parent.info.run_id
-    outcome.model_uri = info.model_uri

@@ -71,7 +71,7 @@ SEGMENTER = ModelSpec(
     metric="silhouette",
     higher_is_better=True,
     evaluation_window="customers held back from the tenant's newest RFM snapshot (seeded split)",
-    load="training.segmenter:load_bundle",
+    load="training.segmenter_bundle:load_bundle",
     experiment="retailpulse-segmenter",
 )
 

@@ -84,7 +84,7 @@ class Recommender(ModelDeployment):
         content scores): drop what was bought in the last `exclude_days` unless a staple; keep
         only products sold at the customer's usual store (in assortment); at most
         `max_per_category` per product category (diversity); then the top `limit`."""
-        from training.recommending.hybrid import reasons
+        from training.recommending.candidates import reasons
 
         loaded = self._get(tenant)
         if loaded is None:

@@ -20,16 +20,10 @@ from training.models.recommender import (
     sample_negatives,
     train_pairs,
 )
+from training.recommending.candidates import candidates, reasons
 from training.recommending.config import load_recommender_config
 from training.recommending.data import RecData
-from training.recommending.hybrid import (
-    FEATURES,
-    HybridConfig,
-    HybridScorer,
-    candidates,
-    fit_blend,
-    reasons,
-)
+from training.recommending.hybrid import FEATURES, HybridConfig, HybridScorer, fit_blend
 from training.trainers.recommender import fit_ncf
 
 SMALL = NCFConfig(gmf_dim=8, mlp_dim=8, mlp_layers=[16, 8], batch_size=64, epochs=1)
