@@ -4,7 +4,9 @@ Tenancy: one Feast project per tenant (see `features.store.project_for`). Entity
 (`customer_id`, `store_id` × `product_id`), so each tenant's source must only return that
 tenant's rows; the tenant is therefore part of the source query, and `feature_objects(tenant)`
 builds the tenant's objects. Feast stores the query in the registry, so applying for tenant A
-never changes tenant B.
+never changes tenant B. `default_tenant.py` binds the default tenant's objects at module level
+for Feast's own CLI (`feast plan`, `feast ui`); this module defines none, so `feast` finds one
+copy of each.
 """
 
 from __future__ import annotations

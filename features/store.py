@@ -1,7 +1,8 @@
 """The Feast FeatureStore, configured from feature_repo/feature_store.yaml plus live endpoints.
 
 Embedded services listen on ports chosen at start-up, so the YAML only fixes the kind of each
-store; hosts, ports, credentials and the project come from `core.services` and `core.settings`.
+store; hosts, ports, credentials and the project come from `core.services` and `core.settings`
+(the YAML's `${VARIABLE}` placeholders are for Feast's own CLI: `feast_cli_env`).
 Tenancy: one Feast project per tenant (`project_for`); the settings' tenant uses the configured
 `feast_project` unchanged.
 """
@@ -84,10 +85,35 @@ def repo_config(
         database=(pg.path or "/").lstrip("/") or "postgres",
         user=unquote(pg.username or "postgres"),
         password=unquote(pg.password or ""),
-        sslmode=query.get("sslmode", raw["offline_store"].get("sslmode", "prefer")),
+        # the yaml's own sslmode is a ${VARIABLE} for Feast's CLI: the URL decides here
+        sslmode=query.get("sslmode", "prefer"),
     )
     raw["online_store"]["connection_string"] = redis_connection_string(redis_url)
     return RepoConfig(repo_path=FEATURE_REPO, **raw)
+
+
+def feast_cli_env(
+    *, database_url: str | None = None, redis_url: str | None = None
+) -> dict[str, str]:
+    """The variables feature_repo/feature_store.yaml reads, set to what the platform uses for
+    the settings' tenant, so Feast's own CLI (`feast plan`, `feast ui`) sees the same registry,
+    offline and online stores (`retailpulse features env` prints them as `export` lines)."""
+    settings = get_settings()
+    config = repo_config(tenant=settings.tenant, database_url=database_url, redis_url=redis_url)
+    offline = config.offline_store
+    return {
+        # the platform's own settings, unchanged: feature_repo/default_tenant.py reads the tenant
+        "RETAILPULSE_TENANT": settings.tenant,
+        "RETAILPULSE_FEAST_PROJECT": config.project,
+        "RETAILPULSE_FEAST_REGISTRY": config.registry.path,
+        "RETAILPULSE_FEAST_PG_HOST": offline.host,
+        "RETAILPULSE_FEAST_PG_PORT": str(offline.port),
+        "RETAILPULSE_FEAST_PG_DATABASE": offline.database,
+        "RETAILPULSE_FEAST_PG_USER": offline.user,
+        "RETAILPULSE_FEAST_PG_PASSWORD": offline.password or "",
+        "RETAILPULSE_FEAST_PG_SSLMODE": offline.sslmode or "prefer",
+        "RETAILPULSE_FEAST_REDIS": config.online_store.connection_string,
+    }
 
 
 @lru_cache(maxsize=16)

@@ -1,7 +1,9 @@
-"""`retailpulse features …`: compute feature tables, feast apply, materialize to Redis."""
+"""`retailpulse features …`: compute feature tables, feast apply, materialize to Redis, and the
+environment for Feast's own CLI on feature_repo/ (`features env`)."""
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -57,3 +59,28 @@ def materialize(
         console.print(f"online store: {view} up to {until or '— (no rows)'}")
     console.print(f"{counts['online_customers']:,} customers online (project {counts['project']})")
     return counts
+
+
+@app.command("env")
+def env() -> dict[str, str]:
+    """Print `export` lines that point Feast's own CLI at the running platform (default tenant).
+
+    Use: eval "$(retailpulse features env)" && cd feature_repo && feast plan
+
+    Then `feast feature-views list` and `feast ui -h 127.0.0.1` work too.
+
+    Values: the live service endpoints and RETAILPULSE_* settings, as the platform uses them.
+    """
+    from features.store import feast_cli_env
+
+    values = feast_cli_env()
+    if any(c in values["RETAILPULSE_FEAST_PG_PASSWORD"] for c in '"\\'):
+        # Feast substitutes the text into a double-quoted YAML string before parsing it
+        typer.echo(
+            'warning: the database password contains " or \\, which feature_store.yaml '
+            "cannot carry: Feast's CLI would fail to log in with it",
+            err=True,
+        )
+    # plain stdout (no rich markup or wrapping): the output is meant for `eval`
+    typer.echo("\n".join(f"export {key}={shlex.quote(value)}" for key, value in values.items()))
+    return values
