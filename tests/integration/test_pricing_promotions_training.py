@@ -37,6 +37,7 @@ def test_ingest_loads_campaign_exposure_of_the_sampled_households_only(sample_wa
 
 
 def test_pricing_and_promotions_train_register_and_answer(sample_warehouse):
+    from core.settings import get_settings
     from pipelines.jobs.train import train_pricing, train_promotions
     from serving.deployments.pricing import Pricing
     from serving.deployments.promotions import Promotions
@@ -44,12 +45,21 @@ def test_pricing_and_promotions_train_register_and_answer(sample_warehouse):
     from training.registry import load_champion
     from training.specs import PRICING, PROMOTIONS
 
+    # Another test (the e2e fixture) may have trained this tenant's models first: a version
+    # is promoted only when nothing was, or when it beats the champion (lower is better).
+    tenant = get_settings().tenant
+    before = {spec.key: load_champion(spec, tenant) for spec in (PRICING, PROMOTIONS)}
     pricing = train_pricing()
     h = pricing["holdout"]
-    assert pricing["promoted"] and h["rows"] > 0
-    assert h["rmse_model"] == pricing["rmse_log_units"] and h["rmse_baseline"] > 0
+    assert h["rows"] > 0 and h["rmse_baseline"] > 0
+    assert h["rmse_model"] == pricing["rmse_log_units"]
     promos = train_promotions(quick=True)
-    assert promos["promoted"] and promos["table"]["estimated"] >= 1
+    assert promos["table"]["estimated"] >= 1
+    for spec, summary in ((PRICING, pricing), (PROMOTIONS, promos)):
+        if before[spec.key] is None:
+            assert summary["promoted"], summary["reason"]
+        champion = load_champion(spec, summary["tenant"]).version
+        assert champion == (summary["version"] if summary["promoted"] else before[spec.key].version)
 
     loaded = load_champion(PRICING, pricing["tenant"])
     bundle = loaded.model
