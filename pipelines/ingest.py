@@ -406,7 +406,7 @@ def table_counts(*, tenant: str, url: str | None = None) -> dict[str, int]:
     """Rows per warehouse table for one tenant."""
     tables = [
         "stores", "products", "customers", "promotions", "transactions", "transaction_items",
-        "promotion_placements",
+        "promotion_placements", "campaign_households",
     ]  # fmt: skip
     with connect(url) as conn:
         return {
