@@ -47,14 +47,32 @@ app.command("demo")(cli_demo.demo)
 LOGGED = {"demo", "train", "serve", "features", "ingest", "score"}
 
 
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(UsageError, Abort, Exit) classes of click and of the click Typer vendors (typer._click
+    in recent Typer): a command raises the vendored ones, so catching only click's let a
+    usage error through as a traceback."""
+    import click
+
+    kinds: list[tuple[type, type, type]] = [
+        (click.exceptions.UsageError, click.exceptions.Abort, click.exceptions.Exit)
+    ]
+    try:
+        from typer._click.exceptions import UsageError
+    except ImportError:  # pragma: no cover - older Typer uses click itself
+        pass
+    else:
+        kinds.append((UsageError, typer.Abort, typer.Exit))
+    usage, abort, leave = zip(*kinds, strict=True)
+    return tuple(usage), tuple(abort), tuple(leave)
+
+
 def main() -> None:
     """Entry point: our errors become one clear line and a non-zero exit.
 
     For long-running commands, everything libraries print to stderr goes to
     `RETAILPULSE_HOME/logs/<command>-<time>.log`; a failure prints one line and that path.
     """
-    import click
-
+    usage, abort, leave = _click_exceptions()
     quiet_third_party()
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     log_path = None
@@ -63,13 +81,13 @@ def main() -> None:
     try:
         # Without standalone mode click returns an Exit's code (or the command's value).
         code = app(standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except usage as exc:  # a bad command, option or argument: click's own message, exit 2
         exc.show(file=sys.stdout)
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (*abort, KeyboardInterrupt):
         console.print("aborted")
         sys.exit(130)
-    except click.exceptions.Exit as exc:
+    except leave as exc:
         sys.exit(exc.exit_code)
     except RetailPulseError as exc:
         console.print(f"[bold red]error:[/] {exc.message}")
