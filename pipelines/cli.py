@@ -20,6 +20,7 @@ from pipelines import (
     cli_score,
     cli_serve,
     cli_services,
+    cli_stream,
     cli_train,
 )
 from pipelines.console import console
@@ -41,10 +42,12 @@ app.add_typer(cli_score.app, name="score")
 app.command("serve")(cli_serve.serve_cmd)
 app.command("mlflow-ui")(cli_serve.mlflow_ui)
 app.command("demo")(cli_demo.demo)
+app.command("consume")(cli_stream.consume_cmd)
+app.command("produce-sample")(cli_stream.produce_sample_cmd)
 
 
 # Long-running commands: library output (Ray, MLflow, Feast, Lightning) goes to a log file.
-LOGGED = {"demo", "train", "serve", "features", "ingest", "score"}
+LOGGED = {"demo", "train", "serve", "features", "ingest", "score", "consume", "produce-sample"}
 
 
 def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:

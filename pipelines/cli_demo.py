@@ -45,6 +45,7 @@ def _step(n: int | str, text: str, log_path: Any, fn: Callable[[], T]) -> T:
 
 
 SAMPLE_EXPORT_TENANT = "online-retail-sample"
+STREAM_TENANT = "live-stream-sample"  # the replayed baskets get a warehouse of their own
 
 
 def demo(
@@ -114,6 +115,21 @@ def demo(
             tenant=tenant, compute=not (ingested.skipped and has_features)
         ),
     )
+
+    def live_stream() -> None:
+        from pipelines.jobs.stream import live_stream_demo
+
+        r = live_stream_demo(baskets=300, rate=200, tenant=STREAM_TENANT)
+        produced, consumed = r["produced"], r["consumed"]
+        console.print(
+            f"live stream (Kafka {ep.kafka_bootstrap}): {produced.baskets} baskets and "
+            f"{produced.inventory} inventory updates sent; {consumed.baskets} new baskets "
+            f"written, {consumed.duplicates} duplicates skipped, {consumed.rejected} rejected"
+        )
+        console.print(f"customer {r['customer_id']} online RFM before: {r['before']}")
+        console.print(f"customer {r['customer_id']} online RFM after:  {r['after']}")
+
+    _step("4b", "live stream: Kafka → warehouse → online store", log_path, live_stream)
     with console.status("starting Ray"):
         use_serve_env(load_serve_config().direct_port)  # before Ray starts (the fast path)
         dashboard = ensure_ray(dashboard=True)

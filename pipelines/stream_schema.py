@@ -1,0 +1,122 @@
+"""Message schemas of the streaming topics (docs/streaming.md documents them).
+
+`transactions.new`     one basket per message (JSON, `BasketMessage`), keyed by customer id
+`inventory.updates`    one stock level per message (JSON, `InventoryMessage`), keyed by store:product
+`transactions.rejected` a message that failed validation or could not be written: the original
+                       bytes (as text), where it came from and the reason (`RejectedMessage`)
+
+Values are validated with pydantic at the edge; a rejected message names the field and why.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+TRANSACTIONS_TOPIC = "transactions.new"
+INVENTORY_TOPIC = "inventory.updates"
+REJECTED_TOPIC = "transactions.rejected"
+TOPICS = (TRANSACTIONS_TOPIC, INVENTORY_TOPIC, REJECTED_TOPIC)
+
+
+class BasketLine(BaseModel):
+    """One line item of a basket; discounts are positive amounts taken off the shelf price."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: int = Field(ge=0, description="Product code (Complete Journey product_id)")
+    quantity: int = Field(
+        ge=-1_000_000, le=1_000_000, description="Units sold; negative for a return"
+    )
+    sales_value: float = Field(ge=-1e9, le=1e9, description="Amount paid for the line")
+    retail_disc: float = Field(default=0.0, ge=0, le=1e9, description="Loyalty-card discount")
+    coupon_disc: float = Field(
+        default=0.0, ge=0, le=1e9, description="Manufacturer coupon discount"
+    )
+    coupon_match_disc: float = Field(default=0.0, ge=0, le=1e9, description="Retailer coupon match")
+
+
+class BasketMessage(BaseModel):
+    """A basket (one POS transaction) on `transactions.new`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    transaction_id: int = Field(ge=0, description="Basket id, unique per tenant")
+    store_id: str = Field(min_length=1, max_length=64)
+    customer_id: int = Field(ge=0, description="Household / loyalty-card id")
+    timestamp: AwareDatetime = Field(description="When the basket was paid (ISO 8601, with zone)")
+    week: int | None = Field(default=None, ge=0, description="Retail week number, if known")
+    lines: list[BasketLine] = Field(min_length=1, max_length=1000)
+
+    def totals(self) -> tuple[int, float, float]:
+        """(item_count, total_sales, total_discount) as the warehouse stores them."""
+        sales = round(sum(line.sales_value for line in self.lines), 2)
+        disc = round(
+            sum(li.retail_disc + li.coupon_disc + li.coupon_match_disc for li in self.lines), 2
+        )
+        return len(self.lines), sales, disc
+
+
+class InventoryMessage(BaseModel):
+    """The stock level of one product at one store on `inventory.updates`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    store_id: str = Field(min_length=1, max_length=64)
+    product_id: int = Field(ge=0)
+    on_hand: int = Field(ge=0, description="Units on the shelf and in the back room")
+    timestamp: AwareDatetime
+    reorder_point: int | None = Field(default=None, ge=0)
+    rule: str = Field(default="stream", max_length=200, description="Where the level came from")
+
+
+class RejectedMessage(BaseModel):
+    """What `transactions.rejected` carries for a message the consumer could not accept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    original: str = Field(description="The message value as received (UTF-8, lossy)")
+    reason: str = Field(description="Field and rule that failed, readable by a person")
+    rejected_at: AwareDatetime
+
+
+def explain(exc: ValidationError) -> str:
+    """One line per failed field: `lines.0.quantity: Input should be a valid integer`."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(message)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse(model: type[BaseModel], raw: bytes | None) -> tuple[Any | None, str | None]:
+    """(message, None) when `raw` is a valid `model`, else (None, reason)."""
+    if raw is None:
+        return None, "(message): empty value (tombstone)"
+    try:
+        return model.model_validate_json(raw), None
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            return None, f"(message): not valid JSON ({exc.errors()[0]['msg']})"
+        return None, explain(exc)
+
+
+def json_schemas() -> dict[str, dict]:
+    """The JSON Schema of each topic's messages (for docs and other producers)."""
+    return {
+        TRANSACTIONS_TOPIC: BasketMessage.model_json_schema(),
+        INVENTORY_TOPIC: InventoryMessage.model_json_schema(),
+        REJECTED_TOPIC: RejectedMessage.model_json_schema(),
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m pipelines.stream_schema` prints them
+    print(json.dumps(json_schemas(), indent=2))

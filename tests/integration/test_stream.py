@@ -1,0 +1,253 @@
+"""The live stream: Kafka (the session's tansu broker) → warehouse (Postgres) → online store
+(Redis), exactly once in effect. Each test uses its own topics and consumer group."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import psycopg
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from features.catalog import CUSTOMER_RFM, SEGMENTER_FEATURES
+from features.online import OnlineReader
+from pipelines.stream_consumer import (
+    ConsumeConfig,
+    StreamConsumer,
+    ensure_topics,
+    rejected_messages,
+)
+from pipelines.stream_producer import sample_messages
+from pipelines.stream_schema import BasketMessage, InventoryMessage
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2017, 3, 4, 10, 0, tzinfo=UTC)  # a Saturday
+
+
+def _basket(tid: int, customer: int, when: datetime, lines: list[tuple[int, int, float, float]]):
+    return {
+        "transaction_id": tid,
+        "store_id": "367",
+        "customer_id": customer,
+        "timestamp": when.isoformat(),
+        "week": 10,
+        "lines": [
+            {
+                "product_id": p,
+                "quantity": q,
+                "sales_value": v,
+                "retail_disc": d,
+                "coupon_disc": 0.5 if tid == 2 else 0.0,
+            }
+            for p, q, v, d in lines
+        ],  # fmt: skip
+    }
+
+
+BASKETS = [
+    _basket(1, 501, T0, [(10, 2, 4.0, 1.0), (11, 1, 3.5, 0.0)]),
+    _basket(2, 501, T0 + timedelta(days=3), [(10, 1, 2.0, 0.0)]),
+    _basket(3, 502, T0 + timedelta(hours=5), [(12, 3, 9.0, 0.0)]),
+]
+INVENTORY = {"store_id": "367", "product_id": 10, "on_hand": 40, "timestamp": T0.isoformat()}
+
+
+@pytest.fixture
+def stream(service_env, warehouse_env):
+    """A consumer config on fresh topics, a fresh group, the fresh warehouse and Feast project."""
+    from core.settings import get_settings
+    from features.store import project_for
+
+    suffix = uuid.uuid4().hex[:8]
+    cfg = ConsumeConfig(
+        tenant=get_settings().tenant,
+        bootstrap=service_env["RETAILPULSE_KAFKA_BOOTSTRAP"],
+        database_url=warehouse_env,
+        redis_url=service_env["RETAILPULSE_REDIS_URL"],
+        feast_project=project_for(),
+        group_id=f"test-{suffix}",
+        transactions_topic=f"tx-{suffix}",
+        inventory_topic=f"inv-{suffix}",
+        rejected_topic=f"rej-{suffix}",
+        idle_timeout_s=1.5,
+    )
+    ensure_topics(cfg.bootstrap, (cfg.transactions_topic, cfg.inventory_topic, cfg.rejected_topic))
+    return cfg
+
+
+def _send(cfg: ConsumeConfig, values: list, topic: str | None = None) -> None:
+    producer = KafkaProducer(bootstrap_servers=cfg.bootstrap)
+    for value in values:
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        producer.send(topic or cfg.transactions_topic, value=raw)
+    producer.flush()
+    producer.close()
+
+
+def _counts(url: str) -> dict[str, object]:
+    with psycopg.connect(url) as conn:
+        return {
+            "transactions": conn.execute("SELECT count(*) FROM transactions").fetchone()[0],
+            "items": conn.execute("SELECT count(*) FROM transaction_items").fetchone()[0],
+            "sales": conn.execute("SELECT sum(total_sales) FROM transactions").fetchone()[0],
+            "inventory": conn.execute("SELECT count(*) FROM inventory").fetchone()[0],
+        }
+
+
+def _online(cfg: ConsumeConfig, customer: int) -> dict | None:
+    reader = OnlineReader.from_url(cfg.redis_url, cfg.feast_project, CUSTOMER_RFM)
+    try:
+        return reader.get(customer, with_ts=True)
+    finally:
+        reader.close()
+
+
+def test_baskets_reach_warehouse_and_online_store_once(stream, warehouse_env):
+    """Baskets land in the warehouse and the customer's RFM is online; poison messages go to
+    the rejected topic with the field and reason; re-delivered baskets change nothing."""
+    poison = [b"{not json", {**BASKETS[0], "transaction_id": 9, "lines": [{"product_id": 1}]}]
+    _send(stream, [BASKETS[0], poison[0], BASKETS[1], poison[1], BASKETS[2]])
+    _send(stream, [INVENTORY], topic=stream.inventory_topic)
+
+    stats = StreamConsumer(stream).run()
+    assert (stats.messages, stats.baskets, stats.rejected, stats.inventory) == (6, 3, 2, 1)
+    first = _counts(warehouse_env)
+    assert first["transactions"] == 3 and first["items"] == 4 and first["inventory"] == 1
+    assert float(first["sales"]) == pytest.approx(4.0 + 3.5 + 2.0 + 9.0)
+
+    online = _online(stream, 501)
+    assert online["frequency"] == 2 and online["monetary"] == pytest.approx(9.5)
+    # the stream's clock: newest basket of the batch + 1 s, so recency is days since basket 2
+    as_of = datetime.fromtimestamp(online["_event_timestamp"], UTC)
+    assert as_of == T0 + timedelta(days=3, seconds=1)
+    assert online["recency_days"] == pytest.approx(1 / 86400)
+    # the same numbers as the batch RFM job at that time
+    from features.rfm import compute_customer_rfm
+
+    with psycopg.connect(warehouse_env) as conn:
+        compute_customer_rfm(conn, tenant=stream.tenant, as_of=[as_of])
+        batch = conn.execute(
+            f"SELECT {', '.join(SEGMENTER_FEATURES)} FROM customer_rfm WHERE customer_id = 501"
+        ).fetchone()
+    assert [online[f] for f in SEGMENTER_FEATURES] == pytest.approx(list(batch))
+
+    rejected = rejected_messages(stream.bootstrap, topic=stream.rejected_topic, timeout_s=3)
+    reasons = sorted(r["reason"] for r in rejected)
+    assert len(rejected) == 2
+    assert "not valid JSON" in reasons[0]
+    assert "lines.0.quantity: Field required" in reasons[1]
+    assert any(r["original"] == "{not json" for r in rejected)
+
+    # Re-delivery of the same baskets: nothing changes, online features included.
+    _send(stream, BASKETS)
+    again = StreamConsumer(stream).run()
+    assert (again.messages, again.baskets, again.duplicates) == (3, 0, 3)
+    assert _counts(warehouse_env) == first
+    assert _online(stream, 501) == online
+
+
+def _committed(cfg: ConsumeConfig) -> int | None:
+    """The group's committed offset on the transactions topic (None: nothing committed)."""
+    reader = KafkaConsumer(bootstrap_servers=cfg.bootstrap, group_id=cfg.group_id)
+    try:
+        return reader.committed(TopicPartition(cfg.transactions_topic, 0))
+    finally:
+        reader.close(autocommit=False)
+
+
+def test_database_down_waits_commits_nothing_then_resumes(stream, warehouse_env):
+    """With the warehouse unreachable the consumer retries without committing offsets; when it
+    answers again the same messages are written and only then committed."""
+    from core.services import free_port
+
+    _send(stream, BASKETS)
+    good_url = stream.database_url
+    stream.database_url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    stream.retry_backoff_s = 0.2
+    stream.max_backoff_s = 0.5
+    stream.idle_timeout_s = 2.0
+    consumer = StreamConsumer(stream)
+    done: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: done.setdefault("stats", consumer.run()))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while consumer.stats.db_retries < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert consumer.stats.db_retries >= 3
+    assert _committed(stream) is None  # nothing committed while the database is down
+    assert _counts(good_url)["transactions"] == 0
+
+    consumer.cfg.database_url = good_url  # the database is back
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert done["stats"].baskets == 3
+    assert _counts(good_url)["transactions"] == 3
+    assert _committed(stream) == 3
+
+
+def test_uncommitted_batch_is_redelivered_to_the_next_consumer(stream, warehouse_env):
+    """A consumer that dies after the database commit but before the offset commit leaves
+    the batch to the next one, which writes nothing twice."""
+    _send(stream, BASKETS)
+    crashing = StreamConsumer(stream)
+
+    class Crash(Exception):
+        pass
+
+    def no_commit(*_a, **_k):
+        raise Crash
+
+    from pipelines import stream_consumer as mod
+
+    consumer = mod.make_consumer(stream)
+    consumer.commit = no_commit  # the process "dies" right where offsets would be committed
+    with pytest.raises(Crash):
+        crashing.run(consumer=consumer)
+    consumer.close(autocommit=False)
+    assert _counts(warehouse_env)["transactions"] == 3
+
+    stats = StreamConsumer(stream).run()
+    assert (stats.messages, stats.baskets, stats.duplicates) == (3, 0, 3)
+    assert _counts(warehouse_env)["transactions"] == 3
+    assert _committed(stream) == 3
+
+
+def test_sample_producer_follows_the_inventory_rule():
+    """Sample baskets validate against the topic schema, go out in time order, and stock
+    starts at 2 weeks of average weekly units and is replenished below 1 week."""
+    ts = pd.Timestamp("2017-01-02 09:00")
+    rows = []
+    for i in range(4):  # 4 baskets of 3 units of product 7 at store 1, one a day, weeks 1-2
+        rows.append(
+            (100 + i, 1, 1, 7, 3, 6.0, 0.5, 0.0, 0.0, 1 + i // 2, ts + pd.Timedelta(days=i))
+        )
+    cols = ["basket_id", "household_id", "store_id", "product_id", "quantity", "sales_value",
+            "retail_disc", "coupon_disc", "coupon_match_disc", "week", "transaction_timestamp"]  # fmt: skip
+    out = list(sample_messages(pd.DataFrame(rows, columns=cols)))
+    baskets = [BasketMessage.model_validate_json(b[2]) for b, _ in out]
+    assert [b.transaction_id for b in baskets] == [100, 101, 102, 103]
+    updates = [InventoryMessage.model_validate_json(u[2]) for _, inv in out for u in inv]
+    # 12 units over 2 weeks = 6 a week: start 12; after 3+3 sold stock 6 is not below 6;
+    # after the third sale (3 left) it is replenished to 12.
+    assert [(u.on_hand, u.reorder_point) for u in updates] == [(12, 6), (12, 6)]
+    assert updates[0].rule.startswith("initial") and updates[1].rule.startswith("replenished")
+    assert updates[1].timestamp == baskets[2].timestamp
+
+
+@pytest.mark.slow
+def test_live_stream_demo_puts_a_new_customer_online(service_env, warehouse_env):
+    """The demo's live stream: a few hundred sample baskets reach the warehouse and one
+    customer, unknown before, is readable online afterwards with the baskets counted."""
+    from pipelines.jobs.stream import live_stream_demo
+
+    result = live_stream_demo(baskets=200, households=20, rate=500)
+    assert result["produced"].baskets == 200
+    assert result["consumed"].baskets == 200
+    assert result["before"] is None
+    assert result["after"]["frequency"] >= 1
+    assert _counts(warehouse_env)["transactions"] == 200
