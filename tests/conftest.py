@@ -85,6 +85,9 @@ def service_env() -> Iterator[dict[str, str]]:
         RETAILPULSE_REDIS_URL=endpoints.redis_url,
         RETAILPULSE_KAFKA_BOOTSTRAP=endpoints.kafka_bootstrap,
     )
+    # The session's broker is the configured one from now on: a test that switches
+    # RETAILPULSE_HOME (warehouse_env) must not start, and leave behind, a broker of its own.
+    old.update(_set_env({"RETAILPULSE_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap}))
     yield env
     _drop_online_keys(env["RETAILPULSE_REDIS_URL"], env["RETAILPULSE_FEAST_PROJECT"])
     stop_embedded()
