@@ -98,12 +98,17 @@ def _wrk(url: str, route: dict[str, Any], connections: int, seconds: int) -> dic
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     pct = {m.group(1): _ms(m.group(2), m.group(3)) for m in
            re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}  # fmt: skip
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = int(non2xx.group(1)) if non2xx else 0
-    errors += sum(int(x) for x in sock.groups()) if sock else 0
+    errors = _wrk_failures(out)
     return {"rps": round(rps, 1), "p50_ms": pct.get("50"), "p99_ms": pct.get("99"),
             "errors": errors}  # fmt: skip
+
+
+def _wrk_failures(out: str) -> int:
+    """Failed requests in wrk's report: non-2xx answers plus socket errors."""
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed = int(non2xx.group(1)) if non2xx else 0
+    return failed + (sum(int(x) for x in sock.groups()) if sock else 0)
 
 
 def _ms(value: str, unit: str) -> float:
@@ -169,11 +174,7 @@ def _promote_under_load(served: Any, route: dict[str, Any], tenant: str) -> dict
     out, _ = load.communicate(timeout=60)
     os.unlink(script.name)
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    failed = (int(non2xx.group(1)) if non2xx else 0) + (
-        sum(int(x) for x in sock.groups()) if sock else 0
-    )
+    failed = _wrk_failures(out)
     return {"route": route["name"], "requests": total, "failed": failed,
             "reload_seconds": round(reload_s, 2), "goal_failed": 0}  # fmt: skip
 

@@ -12,11 +12,10 @@ restarted Redis must answer at the same address with the same data:
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from core.errors import ServiceUnavailable
-from core.services import _pid_alive, _State, _wait_port, free_port, port_open, terminate
+from core.services import _pid_alive, _State, free_port, port_open, spawn, terminate
 
 # redis-server settings (redis.conf names). `appendfsync everysec` is Redis' default trade-off:
 # a process kill loses nothing (writes reach the file before the reply), a power cut ≤ 1 s.
@@ -101,14 +100,9 @@ class EmbeddedRedis:
             self.state.update(self.name, {"port": port, "pid": pid})
             return self.url(port)
         port = port or free_port()
-        with open(self.root / "redis.log", "ab") as log:
-            proc = subprocess.Popen(
-                self.command(port), stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-                start_new_session=True,  # outlives this CLI call; `services down` stops it
-            )  # fmt: skip
         # loading a large append-only file takes a while before the port opens
-        _wait_port(port, 60, proc)
-        self.state.update(self.name, {"port": port, "pid": proc.pid})
+        pid = spawn(self.command(port), self.root, self.root / "redis.log", port, 60)
+        self.state.update(self.name, {"port": port, "pid": pid})
         return self.url(port)
 
     def stop(self) -> bool:

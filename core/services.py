@@ -149,6 +149,17 @@ def terminate(pid: int | None, *, grace_s: float = 10) -> bool:
     return True
 
 
+def spawn(command: list[str], cwd: Path, log: Path, port: int, timeout: float) -> int:
+    """Start a server process that outlives this CLI call (`services down` stops it), its
+    output appended to `log`; wait until it listens on `port`. Returns its pid."""
+    with open(log, "ab") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+        )
+    _wait_port(port, timeout, proc)
+    return proc.pid
+
+
 def _pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -204,13 +215,8 @@ class _ProcessService:
             return self.url(port)
         self.root.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        log = open(self.root / f"{self.name}.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            self.command(port), stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-            start_new_session=True,  # outlives this CLI call; `services down` stops it
-        )  # fmt: skip
-        _wait_port(port, 20, proc)
-        self.state.update(self.name, {"port": port, "pid": proc.pid})
+        pid = spawn(self.command(port), self.root, self.root / f"{self.name}.log", port, 20)
+        self.state.update(self.name, {"port": port, "pid": pid})
         return self.url(port)
 
     def stop(self) -> bool:

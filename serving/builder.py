@@ -5,8 +5,8 @@ Also what `serve run serving.builder:build_app` and a declarative Serve config c
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,19 @@ def code_version(cls: type, *parts: Any) -> str:
     promotion, a pinned model version) makes Serve call `reconfigure` on the running replicas.
     `_internal=True` is how Ray 2.60 still accepts a version in `Deployment.options`.
     """
-    digest = hashlib.sha256(repr(parts).encode())
-    for module in {cls.__module__, __name__, "serving.app", "serving.deps"}:
-        source = getattr(importlib.import_module(module), "__file__", None)
-        if source:
-            digest.update(Path(source).read_bytes())
+    key = f"{_source_digest()}:{cls.__module__}.{cls.__qualname__}:{parts!r}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _source_digest() -> str:
+    """Digest of the code a replica runs (our packages' sources), read once per process: the
+    process serves the code it imported, so a later edit on disk does not concern it."""
+    digest = hashlib.sha256()
     for folder in ("serving", "training", "features", "core"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
 def build_app(args: AppArgs | dict) -> Application:

@@ -29,7 +29,7 @@ from core.errors import ModelNotReady, RetailPulseError
 from features.catalog import CUSTOMER_CHURN, HISTORY_WEEKS
 from serving import envelope
 from serving.deps import BackendsDep, ForecasterDep, ModelClient, OnlineDep, TenantDep, WarehouseDep
-from serving.routers.inventory import awaited, errors, plan_store, public, store_row
+from serving.routers.inventory import awaited, plan_store, public, store_row
 from serving.schemas_inventory import (
     ASSOCIATE_PATTERN,
     MAX_ACTIONS,
@@ -92,7 +92,7 @@ async def _reorder_plan(
 
 @router.post(
     "/api/v1/recommendations/reorder",
-    responses=errors(
+    responses=envelope.errors(
         _404="Unknown store",
         _422="limit, serviceLevel or weeks outside their range (the message names the limit)",
         _503="No trained forecaster (`retailpulse train forecaster`), or a backing service down",
@@ -258,7 +258,7 @@ def _promotion_reason(p: dict[str, Any]) -> str:
 
 @router.get(
     "/api/v1/recommendations/actions/{associateId}",
-    responses=errors(
+    responses=envelope.errors(
         _404="Unknown store",
         _422="Bad associate id, missing storeId, or limit outside 1..50",
         _503="The warehouse or the online feature store does not answer",

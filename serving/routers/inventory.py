@@ -41,9 +41,6 @@ from training.specs import FORECASTER
 router = APIRouter(tags=["predictions"])
 
 
-errors = envelope.errors  # re-exported for serving/routers/actions.py
-
-
 TRAIN_HINT = f"no champion forecaster yet: train one with `{FORECASTER.train_command}`"
 ASSUMED_ON_HAND = "assumed: units sold in the origin week (one week of cover; no inventory data)"
 POLICY = (
@@ -223,7 +220,7 @@ def public(plan: dict[str, Any]) -> dict[str, Any]:
 
 @router.post(
     "/api/v1/predictions/inventory/optimize",
-    responses=errors(
+    responses=envelope.errors(
         _404="Unknown store or product",
         _422="A parameter outside its documented range (the message names the limit)",
         _503="No trained forecaster (`retailpulse train forecaster`), or a backing service down",
