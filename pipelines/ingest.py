@@ -34,8 +34,10 @@ import pyarrow.parquet as pq
 
 from core.bulk import copy_frame, upsert_frame
 from core.db import connect
+from core.events import Landed
 from core.partitions import attach, can_bulk_attach, create_detached
 from core.tenants import validate_tenant
+from pipelines import hooks
 from pipelines.ingest_campaigns import load_campaign_households
 from pipelines.validation import validate_line_items
 
@@ -393,12 +395,17 @@ def ingest_completejourney(
         # autovacuum.
         conn.execute("ANALYZE transactions")
         conn.execute("ANALYZE promotion_placements")
+        clock = time.perf_counter()
+        landed = Landed(tenant=tenant, source=SOURCE, transactions=len(txns))
+        hooks.in_transaction(conn, landed)
+        summary.seconds["rollups"] = time.perf_counter() - clock
         conn.execute(
             "INSERT INTO ingest_runs (tenant_id, source, scope, counts) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (tenant_id, source, scope) DO UPDATE SET counts = EXCLUDED.counts,"
             " finished_at = now()",
             (tenant, SOURCE, scope, psycopg.types.json.Jsonb(summary.written)),
         )
+    hooks.after_commit(landed)
     return summary
 
 

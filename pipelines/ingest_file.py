@@ -26,6 +26,7 @@ from core.errors import ValidationFailed
 from core.partitions import attach, can_bulk_attach, create_detached
 from core.settings import get_settings
 from core.tenants import validate_tenant
+from pipelines import hooks
 from pipelines.import_report import FileResult, ImportSummary, write_report
 from pipelines.ingest import ITEM_COLUMNS, PARTITIONED, TXN_COLUMNS
 from pipelines.mapping import Mapping, read_source
@@ -246,6 +247,7 @@ def import_file(
     tick("check", 1, 1)
     clock = time.perf_counter()
     result.rows = len(frame) + len(malformed)
+    landed = None
     with connect(url) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ingest:{tenant}",))
         fresh = can_bulk_attach(conn, "transactions", tenant)
@@ -288,6 +290,11 @@ def import_file(
         else:
             frames = _frames(checked, ~rejected & ~dup, mapping, tenant)
             result.written = _write(conn, frames, tenant, tick)
+            txns = frames["transactions"]
+            landed = hooks.sales_landed(
+                tenant, "file", txns["transaction_timestamp"], txns["store_id"]
+            )
+            hooks.in_transaction(conn, landed)
             counts = {**result.written, "accepted": result.accepted,
                       "rejected": result.rejected, "duplicates": result.duplicates}  # fmt: skip
             conn.execute(
@@ -297,6 +304,8 @@ def import_file(
                 (tenant, f"file:{mapping.name}", f"{path.name}:{_file_digest(path)}",
                  psycopg.types.json.Jsonb(counts)),
             )  # fmt: skip
+    if landed is not None:
+        hooks.after_commit(landed)
     result.stages["write_commit"] = round(
         time.perf_counter() - clock - result.stages["warehouse_rules"], 3
     )

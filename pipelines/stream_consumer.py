@@ -28,6 +28,7 @@ from kafka.errors import TopicAlreadyExistsError
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.db import libpq_url
+from pipelines import hooks
 from pipelines.stream_features import OnlineRfmWriter, rfm_for_customers
 from pipelines.stream_schema import (
     INVENTORY_TOPIC,
@@ -187,6 +188,9 @@ class StreamConsumer:
                 baskets=list(batch.baskets.values()),
                 inventory=list(batch.inventory.values()),
             )
+            if result.inserted:
+                landed = hooks.sales_landed(self.cfg.tenant, "stream", result.times, result.stores)
+                hooks.in_transaction(conn, landed)
             as_of = _as_of(result.newest)
             rows = rfm_for_customers(
                 conn, tenant=self.cfg.tenant, customers=result.customers, as_of=as_of
@@ -243,6 +247,10 @@ class StreamConsumer:
         done = time.time()
         self._publish_rejects(batch.rejects)
         consumer.commit()
+        if result.inserted:
+            hooks.after_commit(
+                hooks.sales_landed(self.cfg.tenant, "stream", result.times, result.stores)
+            )
         s = self.stats
         s.messages += len(records)
         s.baskets += result.inserted

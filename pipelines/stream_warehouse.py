@@ -39,7 +39,7 @@ SELECT %(tenant)s, transaction_id, customer_id, store_id, transaction_timestamp,
        item_count, total_sales, total_discount
 FROM _stream_tx
 ON CONFLICT (tenant_id, transaction_id) DO NOTHING
-RETURNING transaction_id, customer_id, transaction_timestamp
+RETURNING transaction_id, customer_id, transaction_timestamp, store_id
 """
 
 _MERGE_ITEMS = """
@@ -81,6 +81,8 @@ class BatchResult:
     inventory: int = 0  # inventory rows inserted or moved forward
     customers: list[int] = field(default_factory=list)  # customers with new baskets
     newest: datetime | None = None  # newest basket time among the inserted ones
+    times: list[datetime] = field(default_factory=list)  # of the inserted baskets
+    stores: list[str] = field(default_factory=list)  # of the inserted baskets, same order
 
 
 def ensure_tenant_partitions(conn: psycopg.Connection, tenant: str) -> list[str]:
@@ -145,6 +147,8 @@ def write_batch(
         result.duplicates = len(baskets) - len(ids)
         result.customers = sorted({int(r[1]) for r in inserted})
         result.newest = max((r[2] for r in inserted), default=None)
+        result.times = [r[2] for r in inserted]
+        result.stores = [str(r[3]) for r in inserted]
     if inventory:
         with conn.cursor() as cur:
             cur.executemany(

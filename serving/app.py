@@ -8,6 +8,8 @@ from serving import envelope
 from serving.deps import Backends
 from serving.routers import (
     actions,
+    alerts,
+    analytics,
     anomalies,
     churn,
     forecast,
@@ -16,7 +18,9 @@ from serving.routers import (
     pricing,
     promotions,
     recommendations,
+    reports,
     segments,
+    users,
 )
 
 ROUTERS = (
@@ -30,6 +34,10 @@ ROUTERS = (
     actions.router,
     pricing.router,
     promotions.router,
+    users.router,
+    analytics.router,
+    alerts.router,
+    reports.router,
 )
 
 

@@ -21,6 +21,7 @@ from fastapi import Depends, Header, Request
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from accounts.principal import Principal
 from core.errors import ModelNotReady, ServiceUnavailable
 from core.settings import get_settings
 from core.tenants import validate_tenant
@@ -191,6 +192,30 @@ async def get_tenant(
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+async def get_principal(request: Request) -> Principal | None:
+    """The authenticated caller, or None for an anonymous request (when auth is off)."""
+    return getattr(request.state, "principal", None)
+
+
+PrincipalDep = Annotated[Principal | None, Depends(get_principal)]
+
+
+async def store_scope(principal: PrincipalDep) -> frozenset[str] | None:
+    """The stores the caller may see: None for all of the tenant's (admins, analysts)."""
+    return None if principal is None else principal.stores
+
+
+StoreScopeDep = Annotated[frozenset[str] | None, Depends(store_scope)]
+
+
+async def actor(principal: PrincipalDep) -> str | None:
+    """The user id a write is recorded under (None for an anonymous request)."""
+    return None if principal is None else principal.user_id
+
+
+ActorDep = Annotated[str | None, Depends(actor)]
 
 
 def model(key: str) -> Callable[[Request], Awaitable[ModelClient]]:

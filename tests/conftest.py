@@ -16,7 +16,8 @@ import pytest
 from core.services import port_open
 
 MACHINE_PG = "postgresql://postgres@127.0.0.1:5432"
-MACHINE_REDIS_DB = 13
+# a parallel run (another checkout) may pick another Redis database
+MACHINE_REDIS_DB = int(os.environ.get("RP_TEST_REDIS_DB", "13"))
 SAMPLE_HOUSEHOLDS = 100
 
 

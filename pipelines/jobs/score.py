@@ -22,7 +22,9 @@ from typing import Any
 import pandas as pd
 
 from core.errors import ModelNotReady, NotFoundError, ValidationFailed
+from core.events import Landed
 from core.settings import get_settings
+from pipelines import hooks
 
 # `retailpulse score <target>` → the registered model it scores.
 TARGETS = {
@@ -236,6 +238,14 @@ def score_model(
         )
     finally:
         client.close()
+    hooks.after_commit(
+        Landed(
+            tenant=tenant,
+            source="score",
+            model=spec.key,
+            details=(("version", int(loaded.version)),),
+        )
+    )
     return {
         "target": target,
         "model": spec.key,

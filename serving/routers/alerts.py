@@ -1,0 +1,7 @@
+"""alerts routes (issue 9)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["alerts"])
