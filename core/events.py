@@ -26,6 +26,7 @@ class Landed:
     last_day: date | None = None
     stores: frozenset[str] | None = None
     transactions: int = 0  # new baskets written
+    revenue: float | None = None  # their sales value, when the writer knows it
     model: str | None = None  # for "score": the model key scored
     details: tuple[tuple[str, object], ...] = ()
 

@@ -23,17 +23,15 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import redis
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.bus import ensure_topics
 from core.db import libpq_url
 from pipelines import hooks
 from pipelines.stream_features import OnlineRfmWriter, rfm_for_customers
 from pipelines.stream_schema import (
     INVENTORY_TOPIC,
     REJECTED_TOPIC,
-    TOPICS,
     TRANSACTIONS_TOPIC,
     BasketMessage,
     InventoryMessage,
@@ -83,23 +81,6 @@ class ConsumeStats:
     batches: int = 0
     db_retries: int = 0
     lags: list[float] = field(default_factory=list)
-
-
-def ensure_topics(bootstrap: str, topics: tuple[str, ...] = TOPICS, partitions: int = 1) -> None:
-    """Create the stream topics if the broker lacks them."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="retailpulse-admin")
-    try:
-        existing = set(admin.list_topics())
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            try:
-                admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
 
 
 def make_consumer(cfg: ConsumeConfig) -> KafkaConsumer:
@@ -189,7 +170,9 @@ class StreamConsumer:
                 inventory=list(batch.inventory.values()),
             )
             if result.inserted:
-                landed = hooks.sales_landed(self.cfg.tenant, "stream", result.times, result.stores)
+                landed = hooks.sales_landed(
+                    self.cfg.tenant, "stream", result.times, result.stores, result.sales
+                )
                 hooks.in_transaction(conn, landed)
             as_of = _as_of(result.newest)
             rows = rfm_for_customers(
@@ -249,7 +232,14 @@ class StreamConsumer:
         consumer.commit()
         if result.inserted:
             hooks.after_commit(
-                hooks.sales_landed(self.cfg.tenant, "stream", result.times, result.stores)
+                hooks.sales_landed(
+                    self.cfg.tenant, "stream", result.times, result.stores, result.sales
+                ),
+                bootstrap=self.cfg.bootstrap,
+            )
+        if batch.inventory:
+            hooks.inventory_moved(
+                self.cfg.tenant, list(batch.inventory.values()), bootstrap=self.cfg.bootstrap
             )
         s = self.stats
         s.messages += len(records)

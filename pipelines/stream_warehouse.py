@@ -39,7 +39,7 @@ SELECT %(tenant)s, transaction_id, customer_id, store_id, transaction_timestamp,
        item_count, total_sales, total_discount
 FROM _stream_tx
 ON CONFLICT (tenant_id, transaction_id) DO NOTHING
-RETURNING transaction_id, customer_id, transaction_timestamp, store_id
+RETURNING transaction_id, customer_id, transaction_timestamp, store_id, total_sales
 """
 
 _MERGE_ITEMS = """
@@ -83,6 +83,7 @@ class BatchResult:
     newest: datetime | None = None  # newest basket time among the inserted ones
     times: list[datetime] = field(default_factory=list)  # of the inserted baskets
     stores: list[str] = field(default_factory=list)  # of the inserted baskets, same order
+    sales: list[float] = field(default_factory=list)  # of the inserted baskets, same order
 
 
 def ensure_tenant_partitions(conn: psycopg.Connection, tenant: str) -> list[str]:
@@ -149,6 +150,7 @@ def write_batch(
         result.newest = max((r[2] for r in inserted), default=None)
         result.times = [r[2] for r in inserted]
         result.stores = [str(r[3]) for r in inserted]
+        result.sales = [float(r[4]) for r in inserted]
     if inventory:
         with conn.cursor() as cur:
             cur.executemany(

@@ -15,6 +15,7 @@ from serving.routers import (
     forecast,
     health,
     inventory,
+    live,
     pricing,
     promotions,
     recommendations,
@@ -38,6 +39,7 @@ ROUTERS = (
     analytics.router,
     alerts.router,
     reports.router,
+    live.router,
 )
 
 

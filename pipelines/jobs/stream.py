@@ -17,6 +17,7 @@ from pipelines.stream_consumer import (
     ensure_topics,
 )
 from pipelines.stream_producer import ProduceStats, load_baskets, produce, sample_messages
+from pipelines.stream_schema import TOPICS
 
 
 def consume_config(tenant: str | None = None, **overrides: Any) -> ConsumeConfig:
@@ -64,7 +65,7 @@ def produce_sample(
     if rate is not None and rate <= 0:
         raise ValueError("--rate must be a positive number of messages per second")
     bootstrap = get_endpoints().kafka_bootstrap
-    ensure_topics(bootstrap)
+    ensure_topics(bootstrap, TOPICS)
     tx, weekly = load_baskets(households=households, baskets=baskets)
     return produce(
         sample_messages(tx, weekly),
@@ -135,7 +136,7 @@ def live_stream_demo(
         name="stream-demo-consumer",
     )
     bootstrap = get_endpoints().kafka_bootstrap
-    ensure_topics(bootstrap)
+    ensure_topics(bootstrap, TOPICS)
     consumer.start()
     try:
         produced = produce(sample_messages(tx, weekly), bootstrap=bootstrap, rate=rate)
