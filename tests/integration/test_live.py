@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
+from core import events as hooks
 from core.bus import event, get_bus
-from pipelines import hooks
 from pipelines.stream_schema import InventoryMessage
 from serving.app import create_api
 from serving.deps import Backends
@@ -158,3 +158,22 @@ def test_store_scope_and_slow_client_do_not_affect_others():
     assert slow.queue.full() and slow.dropped == 401 - slow.queue.maxsize
     seen = [scoped.queue.get_nowait()["payload"]["n"] for _ in range(scoped.queue.qsize())]
     assert seen == list(range(1, 400, 2))  # only store 1's events
+
+
+def test_dashboard_metrics_summarise_the_last_interval(service_env):
+    bootstrap = service_env["RETAILPULSE_KAFKA_BOOTSTRAP"]
+    app = create_api(Backends(default_tenant="default"))
+    app.state.live_hub = LiveHub(bootstrap, tick_s=0.5)
+    with TestClient(app) as tc, tc.websocket_connect("/ws?tenant=live-f") as ws:
+        _subscribe(ws, "dashboard.metrics")
+        _ready(tc)
+        stamp = datetime(2026, 11, 30, 12, tzinfo=UTC)
+        landed = hooks.sales_landed("live-f", "stream", [stamp] * 3, ["1", "1", "2"], [1, 2, 3])
+        hooks._publish_sales(landed, bootstrap)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            tick = _receive_data(ws, "dashboard.metrics")["payload"]
+            if tick["baskets"]:
+                break
+        assert tick["baskets"] == 3 and tick["revenue"] == 6.0 and tick["windowSeconds"] == 0.5
+    app.state.live_hub.stop()
