@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 IN_TRANSACTION = ("analytics.rollups:refresh",)
 AFTER_COMMIT = ("analytics.cache:invalidate", "alerts.engine:on_landed")
+ALERT_RAISED = ("integrations.webhooks:on_alerts",)
 
 
 @cache
@@ -49,7 +50,7 @@ class Landed:
     """
 
     tenant: str
-    source: str  # "completejourney", "file", "stream" or "score"
+    source: str  # "completejourney", "file", "stream", "pos", "inventory" or "score"
     first_day: date | None = None
     last_day: date | None = None
     stores: frozenset[str] | None = None
@@ -62,6 +63,16 @@ class Landed:
     def everything(self) -> bool:
         """True when the change is not bounded to a day range."""
         return self.first_day is None or self.last_day is None
+
+
+def alert_raised(conn: Any, messages: list[dict[str, Any]], *, database_url: str) -> None:
+    """Hand new alerts (their `alerts.trigger` messages) to the integration webhooks
+    subscribed to `alert.triggered` (errors are logged, never raised)."""
+    for name, handler in zip(ALERT_RAISED, _handlers(ALERT_RAISED), strict=True):
+        try:
+            handler(conn, messages, database_url=database_url)
+        except Exception:
+            log.exception("%s for %d alert(s) failed", name, len(messages))
 
 
 def in_transaction(conn: Any, landed: Landed) -> None:
@@ -102,9 +113,12 @@ def _publish_sales(landed: Landed, bootstrap: str | None) -> None:
 
 
 def inventory_moved(tenant: str, levels: Sequence[Any], *, bootstrap: str | None = None) -> None:
-    """Publish stock levels the stream just wrote (`InventoryMessage`s) on `inventory.updates`."""
+    """After stock levels (`InventoryMessage`s) were committed: re-check the tenant's stockout
+    rules for those stores and publish the levels on `inventory.updates`."""
     from core.bus import event, get_bus
 
+    stores = frozenset(str(m.store_id) for m in levels)
+    after_commit(Landed(tenant=tenant, source="inventory", stores=stores), bootstrap=bootstrap)
     try:
         get_bus(bootstrap).publish([
             event(tenant, "inventory.updates",

@@ -17,6 +17,9 @@ from typing import Literal
 
 from core.tenants import validate_tenant
 from features.churn import FEATURE_DOCS as CHURN_FEATURE_DOCS
+from features.customer_behaviour import BEHAVIOUR_FEATURES
+from features.customer_demographics import DEMOGRAPHIC_FEATURES
+from features.product_stats import PRODUCT_STATS_FEATURES
 
 DType = Literal["float64", "int64", "string"]
 TIMESTAMP_FIELD = "event_timestamp"
@@ -252,6 +255,47 @@ CUSTOMER_CHURN = FeatureViewSpec(
     features=_floats(list(CHURN_FEATURE_DOCS.items())),
 )
 
+# ----------------------------------------------------------------------------- feature set
+# Customer behaviour, demographics and product statistics (issue 8 part 5; docs/features.md).
+# Snapshots share customer_rfm's times (month starts and just after the newest basket); an
+# incremental run writes rows only for entities whose values changed, so an entity's newest row
+# is its current value.
+
+CUSTOMER_BEHAVIOUR = FeatureViewSpec(
+    entities=(CUSTOMER,),
+    topic="behaviour",
+    table="customer_behaviour",
+    ttl=timedelta(days=400),
+    description="Basket statistics, department shares of spend, discount and coupon sensitivity",
+    features=_floats(list(BEHAVIOUR_FEATURES.items())),
+)
+
+CUSTOMER_DEMOGRAPHICS = FeatureViewSpec(
+    entities=(CUSTOMER,),
+    topic="demographics",
+    table="customer_demographics",
+    # Demographics hold until they change: a row stays valid for as long as the customer does.
+    ttl=timedelta(days=3650),
+    description="Household demographics: age, income, household size and composition, "
+    "home ownership, marital status (bands as strings, ordered bands as numbers)",
+    features=tuple(
+        FeatureSpec(name, dtype, text)  # type: ignore[arg-type]
+        for name, (dtype, text) in DEMOGRAPHIC_FEATURES.items()
+    ),
+)
+
+PRODUCT_STATS = FeatureViewSpec(
+    entities=(PRODUCT,),
+    topic="stats",
+    table="product_stats",
+    ttl=timedelta(days=400),
+    description="Units and revenue over 7/28/91 days, shelf price, display and mailer flags",
+    features=tuple(
+        FeatureSpec(name, dtype, text)  # type: ignore[arg-type]
+        for name, (dtype, text) in PRODUCT_STATS_FEATURES.items()
+    ),
+)
+
 # ----------------------------------------------------------------------------- services
 
 SEGMENTER_V1 = FeatureServiceSpec(
@@ -287,6 +331,20 @@ PROMOTIONS_V1 = FeatureServiceSpec(
     "Households of the promotion-impact model (baskets and exposure come from the warehouse)",
 )
 
+# The whole customer and product pictures, for analysts and the next model versions.
+CUSTOMER_360_V1 = FeatureServiceSpec(
+    "customer_360_v1",
+    (CUSTOMER_RFM, CUSTOMER_BEHAVIOUR, CUSTOMER_DEMOGRAPHICS, CUSTOMER_CHURN),
+    "Every customer view: RFM, basket behaviour, department shares, discount and coupon "
+    "sensitivity, demographics, churn behaviour",
+)
+PRODUCT_360_V1 = FeatureServiceSpec(
+    "product_360_v1",
+    (PRODUCT_ATTRIBUTES, PRODUCT_STATS),
+    "Every product view: merchandise hierarchy, sales over 7/28/91 days, shelf price, "
+    "promotion placements",
+)
+
 FEATURE_VIEWS: dict[str, FeatureViewSpec] = {
     v.name: v
     for v in (
@@ -296,6 +354,9 @@ FEATURE_VIEWS: dict[str, FeatureViewSpec] = {
         STORE_ATTRIBUTES,
         STORE_DAILY,
         CUSTOMER_CHURN,
+        CUSTOMER_BEHAVIOUR,
+        CUSTOMER_DEMOGRAPHICS,
+        PRODUCT_STATS,
     )
 }
 FEATURE_SERVICES: dict[str, FeatureServiceSpec] = {
@@ -308,6 +369,8 @@ FEATURE_SERVICES: dict[str, FeatureServiceSpec] = {
         CHURN_V1,
         PRICING_V1,
         PROMOTIONS_V1,
+        CUSTOMER_360_V1,
+        PRODUCT_360_V1,
     )
 }
 ENTITIES: dict[str, EntitySpec] = {e.name: e for v in FEATURE_VIEWS.values() for e in v.entities}

@@ -203,14 +203,20 @@ def rfm_time_range(tenant: str) -> tuple[datetime | None, datetime | None]:
 
 
 def materialize_view(
-    spec: FeatureViewSpec, end: datetime | None = None, *, tenant: str | None = None
+    spec: FeatureViewSpec,
+    end: datetime | None = None,
+    *,
+    tenant: str | None = None,
+    unchanged: bool = False,
 ) -> datetime | None:
     """Load one view's table into Redis up to `end` (default: its newest row); returns the end,
     or None when the tenant has no rows for it.
 
     Feast's materialize_incremental starts at now - ttl on its first run, which would skip
     historical data (Complete Journey is from 2017), so the first run materializes from the
-    earliest row explicitly and later runs are incremental.
+    earliest row explicitly and later runs are incremental. `unchanged`: the caller did not
+    write the table since the last run, so a view already loaded up to its newest row is
+    skipped (Feast would still scan the table's window: seconds on the big views).
     """
     tenant = tenant or get_settings().tenant
     oldest, newest = table_time_range(spec.table, tenant)
@@ -219,6 +225,8 @@ def materialize_view(
     end = end or newest
     store = get_feature_store(tenant)
     fv = store.get_feature_view(spec.name, allow_registry_cache=False)
+    if unchanged and fv.most_recent_end_time is not None and end <= fv.most_recent_end_time:
+        return end
     # Feast prints a progress banner per view to stdout; ours is the caller's to show.
     with contextlib.redirect_stdout(io.StringIO()) as banner:
         if fv.most_recent_end_time is None:

@@ -13,15 +13,18 @@ import typer
 
 from core.errors import RetailPulseError
 from pipelines import (
+    cli_alerts,
     cli_demo,
     cli_features,
     cli_ingest,
     cli_models,
+    cli_reports,
     cli_score,
     cli_serve,
     cli_services,
     cli_stream,
     cli_train,
+    cli_users,
 )
 from pipelines.console import console
 from pipelines.logs import capture_stderr
@@ -39,8 +42,11 @@ app.add_typer(cli_features.app, name="features")
 app.add_typer(cli_train.app, name="train")
 app.add_typer(cli_models.app, name="models")
 app.add_typer(cli_score.app, name="score")
+app.add_typer(cli_alerts.app, name="alerts")
+app.add_typer(cli_reports.app, name="reports")
 app.command("serve")(cli_serve.serve_cmd)
 app.command("mlflow-ui")(cli_serve.mlflow_ui)
+app.add_typer(cli_users.app, name="users")
 app.command("demo")(cli_demo.demo)
 app.command("consume")(cli_stream.consume_cmd)
 app.command("produce-sample")(cli_stream.produce_sample_cmd)

@@ -43,11 +43,22 @@ def materialize(
     compute: Annotated[
         bool, typer.Option(help="Recompute the feature tables from transactions first.")
     ] = True,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="Recompute every feature table from scratch (default: incremental)."
+        ),
+    ] = False,
 ) -> dict[str, Any]:
-    """Compute customer RFM and store x product weekly features, apply, load Redis."""
+    """Compute the feature tables (incrementally: only what new data changed), apply, load
+    Redis (only rows newer than the last run)."""
     with console.status("features …") as status:
         counts = jobs.materialize(
-            tenant=tenant, end=end, compute=compute, on_step=lambda t: status.update(f"{t} …")
+            tenant=tenant,
+            end=end,
+            compute=compute,
+            full=full,
+            on_step=lambda t: status.update(f"{t} …"),
         )
     if "rfm_rows" in counts:
         console.print(
@@ -55,6 +66,9 @@ def materialize(
         )
     for table, rows in (counts.get("forecast") or {}).items():
         console.print(f"{table}: {rows:,} rows")
+    for table, done in (counts.get("refresh") or {}).items():
+        if isinstance(done, dict):
+            console.print(f"{table}: {done['mode']} ({done.get('reason', '')})")
     for view, until in counts["materialized"].items():
         console.print(f"online store: {view} up to {until or '— (no rows)'}")
     console.print(f"{counts['online_customers']:,} customers online (project {counts['project']})")

@@ -27,9 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.bus import ensure_topics
 from core.db import libpq_url
-from pipelines import hooks
-from pipelines.stream_features import OnlineRfmWriter, rfm_for_customers
-from pipelines.stream_schema import (
+from integrations.messages import (
     INVENTORY_TOPIC,
     REJECTED_TOPIC,
     TRANSACTIONS_TOPIC,
@@ -38,7 +36,9 @@ from pipelines.stream_schema import (
     RejectedMessage,
     parse,
 )
-from pipelines.stream_warehouse import BatchResult, ensure_tenant_partitions, write_batch
+from integrations.warehouse import BatchResult, ensure_tenant_partitions, write_batch
+from pipelines import hooks
+from pipelines.stream_features import OnlineRfmWriter, rfm_for_customers
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from kafka import KafkaProducer
 
-from pipelines.stream_schema import INVENTORY_TOPIC, TRANSACTIONS_TOPIC
+from integrations.messages import INVENTORY_TOPIC, TRANSACTIONS_TOPIC
 
 INVENTORY_RULE = (
     "start = 2 weeks of the (store, product) average weekly units; "

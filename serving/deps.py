@@ -20,13 +20,16 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Header, Request
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from starlette.requests import HTTPConnection
 
 from accounts.principal import Principal
-from core.errors import ModelNotReady, ServiceUnavailable
+from core.errors import Forbidden, ModelNotReady, ServiceUnavailable
 from core.settings import get_settings
 from core.tenants import validate_tenant
 from features.catalog import FeatureViewSpec, feast_project
 from features.online import AsyncOnlineReader
+from serving import auth
+from serving.auth import AuthDep
 
 
 class ModelClient:
@@ -169,7 +172,7 @@ class Backends:
 # 16 hops per request before).
 
 
-def backends_of(request: Request) -> Backends:
+def backends_of(request: HTTPConnection) -> Backends:
     return request.app.state.backends
 
 
@@ -180,26 +183,43 @@ async def get_backends(request: Request) -> Backends:
 BackendsDep = Annotated[Backends, Depends(get_backends)]
 
 
-async def get_tenant(
-    request: Request,
-    x_tenant_id: Annotated[
-        str | None,
-        Header(description="Tenant id (default: the tenant the application serves)"),
-    ] = None,
-) -> str:
-    """The request's tenant: the `X-Tenant-ID` header, validated, or the app's default tenant."""
-    return validate_tenant(x_tenant_id) if x_tenant_id else backends_of(request).default_tenant
+async def get_principal(principal: AuthDep) -> Principal | None:
+    """The authenticated caller, or None for an anonymous request (when auth is off).
 
-
-TenantDep = Annotated[str, Depends(get_tenant)]
-
-
-async def get_principal(request: Request) -> Principal | None:
-    """The authenticated caller, or None for an anonymous request (when auth is off)."""
-    return getattr(request.state, "principal", None)
+    Resolved by `serving.auth.authorize` (the app-wide check; cached per request), so the
+    token is verified before any route sees the caller."""
+    return principal
 
 
 PrincipalDep = Annotated[Principal | None, Depends(get_principal)]
+
+
+async def authenticate_token(token: str) -> Principal:
+    """The principal of a bare access token (e.g. a WebSocket's `?token=`): signature, expiry
+    and live session checked; Unauthorized (401) otherwise."""
+    return await auth.authenticate_token(token)
+
+
+async def get_tenant(
+    conn: HTTPConnection,
+    principal: PrincipalDep,
+    x_tenant_id: Annotated[
+        str | None,
+        Header(
+            description="Tenant id (default: the tenant the application serves, or the "
+            "signed-in user's; only a super admin may name another tenant)"
+        ),
+    ] = None,
+) -> str:
+    """The request's tenant: the signed-in user's (a super admin's X-Tenant-ID choice; any
+    other caller naming another tenant got 403 in `authorize`), or for an anonymous request
+    (auth off) the `X-Tenant-ID` header, validated, or the app's default tenant."""
+    if principal is not None:
+        return getattr(conn.state, "tenant", None) or principal.tenant
+    return validate_tenant(x_tenant_id) if x_tenant_id else backends_of(conn).default_tenant
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]
 
 
 async def store_scope(principal: PrincipalDep) -> frozenset[str] | None:
@@ -216,6 +236,25 @@ async def actor(principal: PrincipalDep) -> str | None:
 
 
 ActorDep = Annotated[str | None, Depends(actor)]
+
+
+def ensure_store_allowed(scope: frozenset[str] | None, store_id: str) -> None:
+    """403 unless the caller's store scope (`StoreScopeDep`) includes `store_id` (None: all)."""
+    if scope is not None and store_id not in scope:
+        raise Forbidden(
+            f"store {store_id!r} is not one of your stores",
+            details={"storeId": store_id, "stores": sorted(scope)},
+        )
+
+
+def allowed_stores(scope: frozenset[str] | None, store_ids: list[str] | None) -> list[str] | None:
+    """The stores a multi-store request may cover: each named one checked (403), or, when
+    none is named, every store of a store-scoped caller (None: all of the tenant's)."""
+    if store_ids is None:
+        return None if scope is None else sorted(scope)
+    for store_id in store_ids:
+        ensure_store_allowed(scope, store_id)
+    return store_ids
 
 
 def model(key: str) -> Callable[[Request], Awaitable[ModelClient]]:

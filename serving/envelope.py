@@ -131,10 +131,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RetailPulseError)
     async def _ours(request: Request, exc: RetailPulseError) -> JSONResponse:
-        headers = None
+        headers = dict(getattr(exc, "headers", None) or {})  # e.g. a 401's WWW-Authenticate
         if getattr(exc, "retry_after", None):
-            headers = {"Retry-After": str(exc.retry_after)}
-        return _error(request, exc.status_code, exc.code, exc.message, exc.details, headers)
+            headers["Retry-After"] = str(exc.retry_after)
+        return _error(request, exc.status_code, exc.code, exc.message, exc.details, headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,6 +10,7 @@ from typing import Any
 from core.services import get_endpoints
 from core.settings import get_settings
 from core.tenants import validate_tenant
+from integrations.messages import TOPICS
 from pipelines.stream_consumer import (
     ConsumeConfig,
     ConsumeStats,
@@ -17,7 +18,6 @@ from pipelines.stream_consumer import (
     ensure_topics,
 )
 from pipelines.stream_producer import ProduceStats, load_baskets, produce, sample_messages
-from pipelines.stream_schema import TOPICS
 
 
 def consume_config(tenant: str | None = None, **overrides: Any) -> ConsumeConfig:

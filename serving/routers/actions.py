@@ -28,7 +28,16 @@ from fastapi import APIRouter, Path, Query, Request
 from core.errors import ModelNotReady, RetailPulseError
 from features.catalog import CUSTOMER_CHURN, HISTORY_WEEKS
 from serving import envelope
-from serving.deps import BackendsDep, ForecasterDep, ModelClient, OnlineDep, TenantDep, WarehouseDep
+from serving.deps import (
+    BackendsDep,
+    ForecasterDep,
+    ModelClient,
+    OnlineDep,
+    StoreScopeDep,
+    TenantDep,
+    WarehouseDep,
+    ensure_store_allowed,
+)
 from serving.routers.inventory import awaited, plan_store, public, store_row
 from serving.schemas_inventory import (
     ASSOCIATE_PATTERN,
@@ -105,12 +114,14 @@ async def reorder(
     online: OnlineDep,
     warehouse: WarehouseDep,
     tenant: TenantDep,
+    stores: StoreScopeDep,
 ) -> envelope.Envelope[ReorderList]:
     """Products of one store to reorder now, most urgent first, with the numbers.
 
     Unknown store → 404; limit outside 1..100 or serviceLevel outside 0.5..0.999 → 422; no
     trained forecaster → 503. On hand: the inventory table, else the flagged assumption.
     """
+    ensure_store_allowed(stores, body.storeId)
     store = await store_row(online, tenant, body.storeId)
     plan = await _reorder_plan(
         tenant=tenant,
@@ -281,6 +292,7 @@ async def next_best_actions(
     warehouse: WarehouseDep,
     backends: BackendsDep,
     tenant: TenantDep,
+    stores: StoreScopeDep,
     limit: Annotated[
         int, Query(ge=1, le=MAX_ACTIONS, description=f"Actions per part, 1..{MAX_ACTIONS}")
     ] = 5,
@@ -290,6 +302,7 @@ async def next_best_actions(
     Unknown store → 404; bad associate id, missing storeId or limit outside 1..50 → 422. A
     part whose model is missing answers `available: false` with the reason.
     """
+    ensure_store_allowed(stores, store_id)
     store = await store_row(online, tenant, store_id)
     models = backends.models
     customers, reorders, promotions = await asyncio.gather(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 
 from core.errors import ModelNotReady, NotFoundError
 from serving import envelope
-from serving.deps import AnomalyDep, TenantDep
+from serving.deps import AnomalyDep, StoreScopeDep, TenantDep, allowed_stores
 from serving.schemas_predictions import AnomalyReport, AnomalyRequest
 from training.specs import ANOMALY
 
@@ -24,13 +24,19 @@ TRAIN_HINT = f"no champion anomaly detector yet: train one with `{ANOMALY.train_
     responses=envelope.errors(_404="Unknown store", _503=envelope.UNAVAILABLE),
 )
 async def detect_anomalies(
-    request: Request, body: AnomalyRequest, detector: AnomalyDep, tenant: TenantDep
+    request: Request,
+    body: AnomalyRequest,
+    detector: AnomalyDep,
+    tenant: TenantDep,
+    stores: StoreScopeDep,
 ) -> envelope.Envelope[AnomalyReport]:
     """Flagged store-days between `from` and `to` with score, expected value, the detectors
     that voted, and the model version. A range over 92 days → 422 naming the limit; unknown
-    store ids → 404 naming them; no trained detector → 503."""
+    store ids → 404 naming them; no trained detector → 503. A store-scoped caller (store
+    manager, sales associate) naming another store → 403; naming none scans their stores."""
+    store_ids = allowed_stores(stores, body.storeIds)
     result = await detector.call(
-        "detect", tenant, body.storeIds, body.from_.isoformat(), body.to.isoformat()
+        "detect", tenant, store_ids, body.from_.isoformat(), body.to.isoformat()
     )
     if result is None:
         raise ModelNotReady(TRAIN_HINT, details={"model": ANOMALY.key})

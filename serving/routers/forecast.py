@@ -13,7 +13,13 @@ from fastapi import APIRouter, Request
 from core.errors import ModelNotReady, NotFoundError
 from features.catalog import PRODUCT_ATTRIBUTES, STORE_ATTRIBUTES, STORE_PRODUCT_WEEKLY
 from serving import envelope
-from serving.deps import ForecasterDep, OnlineDep, TenantDep
+from serving.deps import (
+    ForecasterDep,
+    OnlineDep,
+    StoreScopeDep,
+    TenantDep,
+    ensure_store_allowed,
+)
 from serving.schemas import ALLOWED_QUANTILES, DemandForecast, ForecastRequest
 from training.specs import FORECASTER
 
@@ -31,6 +37,7 @@ async def demand_forecast(
     forecaster: ForecasterDep,
     online: OnlineDep,
     tenant: TenantDep,
+    stores: StoreScopeDep,
 ) -> envelope.Envelope[DemandForecast]:
     """Weekly p10 / p50 / p90 units for products of one store, 1..8 weeks ahead.
 
@@ -38,6 +45,7 @@ async def demand_forecast(
     forecaster → 503. A product with too little recent history in the store is answered by
     the fallback (mean of its last 4 weeks) and flagged `fallback: true` with the reason.
     """
+    ensure_store_allowed(stores, body.storeId)
     store = await online.reader(tenant, STORE_ATTRIBUTES).get(body.storeId)
     if store is None:
         raise NotFoundError(

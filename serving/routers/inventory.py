@@ -33,7 +33,15 @@ from core.errors import ModelNotReady, NotFoundError
 from features.catalog import PRODUCT_ATTRIBUTES, STORE_ATTRIBUTES, STORE_PRODUCT_WEEKLY
 from serving import envelope
 from serving.deployments.forecaster import history_of
-from serving.deps import ForecasterDep, ModelClient, OnlineDep, TenantDep, WarehouseDep
+from serving.deps import (
+    ForecasterDep,
+    ModelClient,
+    OnlineDep,
+    StoreScopeDep,
+    TenantDep,
+    WarehouseDep,
+    ensure_store_allowed,
+)
 from serving.schemas_inventory import InventoryPlan, InventoryRequest
 from training import inventory as inv
 from training.specs import FORECASTER
@@ -233,6 +241,7 @@ async def optimize_inventory(
     online: OnlineDep,
     warehouse: WarehouseDep,
     tenant: TenantDep,
+    stores: StoreScopeDep,
 ) -> envelope.Envelope[InventoryPlan]:
     """Safety stock, reorder point and order quantity per product of one store.
 
@@ -241,6 +250,7 @@ async def optimize_inventory(
     reviewPeriodWeeks over 8 or more than 100 products → 422; no trained forecaster → 503.
     On hand comes from the request, the inventory table, or a flagged assumption.
     """
+    ensure_store_allowed(stores, body.storeId)
     store = await store_row(online, tenant, body.storeId)
     costs = None
     if body.orderingCost is not None and body.holdingCostRate is not None:

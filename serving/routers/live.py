@@ -61,7 +61,7 @@ async def _identify(websocket: WebSocket, token: str | None, tenant: str | None)
         if tenant and tenant != principal.tenant and not principal.can("manage:tenants"):
             raise PermissionError(f"tenant {tenant!r} is not yours")
         return Client(tenant=tenant or principal.tenant, stores=principal.stores)
-    if getattr(get_settings(), "auth_required", False):  # the accounts slice adds it
+    if get_settings().auth_required:
         raise PermissionError("a token is required: connect to /ws?token=<access token>")
     backends = websocket.app.state.backends
     return Client(

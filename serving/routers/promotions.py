@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 
 from core.errors import ModelNotReady, NotFoundError
 from serving import envelope
-from serving.deps import PromotionsDep, TenantDep
+from serving.deps import PromotionsDep, StoreScopeDep, TenantDep, ensure_store_allowed
 from serving.schemas_pricing import (
     MAX_PROMOTIONS,
     ImpactRequest,
@@ -59,6 +59,7 @@ async def promotions_to_run(
     request: Request,
     promotions: PromotionsDep,
     tenant: TenantDep,
+    stores: StoreScopeDep,
     limit: Annotated[
         int,
         Query(ge=1, le=MAX_PROMOTIONS, description=f"Campaigns to return (1..{MAX_PROMOTIONS})"),
@@ -76,6 +77,8 @@ async def promotions_to_run(
     """Campaigns worth running again, ranked by the lower end of the 95% CI of their spend
     uplift per household (a store's own households when `storeId` has enough of them), with
     the evidence. Unknown store → 404; no trained model → 503."""
+    if store_id is not None:
+        ensure_store_allowed(stores, store_id)
     result = await promotions.call("top_promotions", tenant, limit, store_id)
     if result is None:
         raise ModelNotReady(TRAIN_HINT, details={"model": PROMOTIONS.key})

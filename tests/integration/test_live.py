@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from core import events as hooks
 from core.bus import event, get_bus
-from pipelines.stream_schema import InventoryMessage
+from integrations.messages import InventoryMessage
 from serving.app import create_api
 from serving.deps import Backends
 from serving.live import Client, LiveHub
@@ -177,3 +177,47 @@ def test_dashboard_metrics_summarise_the_last_interval(service_env):
                 break
         assert tick["baskets"] == 3 and tick["revenue"] == 6.0 and tick["windowSeconds"] == 0.5
     app.state.live_hub.stop()
+
+
+# ----------------------------------------------------------------------------- authenticated
+
+
+def _closed_with(client: TestClient, url: str) -> int:
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as closed:
+        with client.websocket_connect(url) as ws:
+            ws.receive_json()
+    return closed.value.code
+
+
+def test_a_store_manager_hears_only_their_stores(accounts, service_env):
+    bootstrap = service_env["RETAILPULSE_KAFKA_BOOTSTRAP"]
+    manager = accounts.user("store_manager", stores=["1"])
+    with accounts.app() as client:
+        token = accounts.tokens(client, manager)["accessToken"]
+        with client.websocket_connect(f"/ws?token={token}") as ws:
+            _subscribe(ws, "sales.realtime")
+            _ready(client)
+            stamp = datetime(2026, 11, 30, 12, tzinfo=UTC)
+            for store in ("2", "1"):  # store 2's event first: it must never arrive
+                landed = hooks.sales_landed(accounts.tenant, "stream", [stamp], [store], [4.0])
+                hooks._publish_sales(landed, bootstrap)
+            got = _receive_data(ws, "sales.realtime")
+            assert got["stores"] == ["1"]
+        client.app.state.live_hub.stop()
+
+
+def test_tokens_are_checked_and_required_when_auth_is(accounts, monkeypatch):
+    from core.settings import get_settings
+
+    analyst = accounts.user("analyst")
+    with accounts.app() as client:
+        token = accounts.tokens(client, analyst)["accessToken"]
+        assert _closed_with(client, "/ws?token=not-a-jwt") == 4401
+        assert _closed_with(client, f"/ws?token={token}&tenant={accounts.other_tenant}") == 4403
+        monkeypatch.setenv("RETAILPULSE_AUTH_REQUIRED", "true")
+        get_settings.cache_clear()
+        assert _closed_with(client, "/ws") == 4401
+        with client.websocket_connect(f"/ws?token={token}") as ws:
+            assert _subscribe(ws, "alerts.new")["type"] == "subscribed"

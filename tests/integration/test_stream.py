@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from features.catalog import CUSTOMER_RFM, SEGMENTER_FEATURES
 from features.online import OnlineReader
+from integrations.messages import BasketMessage, InventoryMessage
 from pipelines.stream_consumer import (
     ConsumeConfig,
     StreamConsumer,
@@ -23,7 +24,6 @@ from pipelines.stream_consumer import (
     rejected_messages,
 )
 from pipelines.stream_producer import sample_messages
-from pipelines.stream_schema import BasketMessage, InventoryMessage
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2017, 3, 4, 10, 0, tzinfo=UTC)  # a Saturday

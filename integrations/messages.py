@@ -118,5 +118,5 @@ def json_schemas() -> dict[str, dict]:
     }
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m pipelines.stream_schema` prints them
+if __name__ == "__main__":  # pragma: no cover - `python -m integrations.messages` prints them
     print(json.dumps(json_schemas(), indent=2))

@@ -1,9 +1,11 @@
-"""Idempotent warehouse writes of one stream batch (baskets and inventory levels).
+"""Idempotent warehouse writes of one batch of baskets and inventory levels (the Kafka stream's
+and the integration API's).
 
 A batch is COPYed into temporary tables and merged with `INSERT … ON CONFLICT DO NOTHING` on the
 natural keys — (tenant, transaction_id) for baskets, (tenant, transaction_id, line_no) for their
 lines — so a re-delivered message changes nothing. Inventory levels are upserted by (tenant,
-store, product), keeping the newest timestamp. The caller owns the transaction.
+store, product), keeping the newest timestamp; a level older than the stored one, or equal to it,
+changes nothing. The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from core.partitions import can_bulk_attach, partition_name
-from pipelines.stream_schema import BasketMessage, InventoryMessage
+from integrations.messages import BasketMessage, InventoryMessage
 
 PARTITIONED = ("transactions", "transaction_items")
 
@@ -61,14 +63,34 @@ _DIMENSIONS = (
     " SELECT DISTINCT %(tenant)s, product_id FROM _stream_items ON CONFLICT DO NOTHING",
 )
 
+# One statement: the stored time of each key before the upsert (every CTE sees the same
+# snapshot) and whether the upsert moved it, so callers can tell stale levels from repeats.
 _UPSERT_INVENTORY = """
-INSERT INTO inventory (tenant_id, store_id, product_id, on_hand, reorder_point, source_rule,
-    updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (tenant_id, store_id, product_id) DO UPDATE
-SET on_hand = EXCLUDED.on_hand, reorder_point = EXCLUDED.reorder_point,
-    source_rule = EXCLUDED.source_rule, updated_at = EXCLUDED.updated_at
-WHERE inventory.updated_at <= EXCLUDED.updated_at
+WITH incoming AS (
+    SELECT * FROM unnest(%(stores)s::text[], %(products)s::bigint[], %(on_hand)s::integer[],
+                         %(reorder)s::integer[], %(rules)s::text[], %(times)s::timestamptz[])
+        AS t(store_id, product_id, on_hand, reorder_point, source_rule, updated_at)
+), stored AS (
+    SELECT i.store_id, i.product_id, inv.updated_at AS stored_at
+    FROM incoming i
+    LEFT JOIN inventory inv ON inv.tenant_id = %(tenant)s AND inv.store_id = i.store_id
+        AND inv.product_id = i.product_id
+), moved AS (
+    INSERT INTO inventory (tenant_id, store_id, product_id, on_hand, reorder_point, source_rule,
+        updated_at)
+    SELECT %(tenant)s, store_id, product_id, on_hand, reorder_point, source_rule, updated_at
+    FROM incoming
+    ON CONFLICT (tenant_id, store_id, product_id) DO UPDATE
+    SET on_hand = EXCLUDED.on_hand, reorder_point = EXCLUDED.reorder_point,
+        source_rule = EXCLUDED.source_rule, updated_at = EXCLUDED.updated_at
+    WHERE inventory.updated_at < EXCLUDED.updated_at
+       OR (inventory.updated_at = EXCLUDED.updated_at
+           AND (inventory.on_hand, inventory.reorder_point, inventory.source_rule)
+               IS DISTINCT FROM (EXCLUDED.on_hand, EXCLUDED.reorder_point, EXCLUDED.source_rule))
+    RETURNING store_id, product_id
+)
+SELECT s.store_id, s.product_id, s.stored_at, m.store_id IS NOT NULL AS moved
+FROM stored s LEFT JOIN moved m USING (store_id, product_id)
 """
 
 
@@ -79,6 +101,8 @@ class BatchResult:
     inserted: int = 0  # baskets new to the warehouse
     duplicates: int = 0  # baskets already there (re-deliveries)
     inventory: int = 0  # inventory rows inserted or moved forward
+    moved: list[tuple[str, int]] = field(default_factory=list)  # their (store, product) keys
+    stale: list[tuple[str, int]] = field(default_factory=list)  # keys the warehouse had newer
     customers: list[int] = field(default_factory=list)  # customers with new baskets
     newest: datetime | None = None  # newest basket time among the inserted ones
     times: list[datetime] = field(default_factory=list)  # of the inserted baskets
@@ -152,21 +176,30 @@ def write_batch(
         result.stores = [str(r[3]) for r in inserted]
         result.sales = [float(r[4]) for r in inserted]
     if inventory:
-        with conn.cursor() as cur:
-            cur.executemany(
-                _UPSERT_INVENTORY,
-                [
-                    (
-                        tenant,
-                        m.store_id,
-                        m.product_id,
-                        m.on_hand,
-                        m.reorder_point,
-                        m.rule,
-                        m.timestamp,
-                    )
-                    for m in inventory
-                ],  # fmt: skip
-            )
-            result.inventory = len(inventory)
+        latest: dict[tuple[str, int], InventoryMessage] = {}
+        for m in inventory:  # one row per key in one upsert: the newest level of the batch
+            old = latest.get((m.store_id, m.product_id))
+            if old is None or old.timestamp <= m.timestamp:
+                latest[(m.store_id, m.product_id)] = m
+        levels = list(latest.values())
+        rows = conn.execute(
+            _UPSERT_INVENTORY,
+            {
+                "tenant": tenant,
+                "stores": [m.store_id for m in levels],
+                "products": [m.product_id for m in levels],
+                "on_hand": [m.on_hand for m in levels],
+                "reorder": [m.reorder_point for m in levels],
+                "rules": [m.rule for m in levels],
+                "times": [m.timestamp for m in levels],
+            },
+        ).fetchall()
+        when = {key: m.timestamp for key, m in latest.items()}
+        for store_id, product_id, stored_at, moved in rows:
+            key = (str(store_id), int(product_id))
+            if moved:
+                result.moved.append(key)
+            elif stored_at is not None and stored_at > when[key]:
+                result.stale.append(key)
+        result.inventory = len(result.moved)
     return result

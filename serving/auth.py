@@ -1,0 +1,354 @@
+"""Authentication and authorization of every request: one app-wide dependency, one table.
+
+`authorize` runs before every route (FastAPI(dependencies=...) in serving/app.py, and as a
+sub-dependency of `TenantDep` / `PrincipalDep`, cached per request). It finds the matched
+route's permission in `accounts.permissions` (method + path template; families by prefix):
+
+- a bearer token, when sent, is always verified: signature and expiry (PyJWT, HS256 only),
+  then ONE pipelined Redis round trip checks that the token's session still exists and counts
+  the per-user and per-IP rate limits (429 + Retry-After past them). Any failure is 401 with
+  `WWW-Authenticate: Bearer` — never a silent fall-back to anonymous. Public routes (login,
+  refresh, password reset, health, docs) ignore the header, so a client that attaches an
+  expired token to every call can still refresh.
+- no token: public routes pass; with `auth_required` off (this slice's default) every data
+  route acts as before (the X-Tenant-ID / default tenant, no rate limit); account routes
+  (logout, profile, roles, register, MFA, audit) always need a token; with `auth_required`
+  on every non-public route answers 401.
+- with a principal: a role without the route's permission gets 403, and a non-super-admin
+  naming another tenant in X-Tenant-ID gets 403.
+- WebSocket connections pass through: `/ws` verifies its `?token=` with `authenticate_token`
+  (browsers cannot send headers on a WebSocket) and closes with its own codes.
+
+`AuditMiddleware` records every non-GET request of an authenticated caller in `audit_log`
+(method, path, status, who, from where), unless the route recorded its own richer row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any
+
+import anyio
+import redis
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI
+from fastapi.routing import iter_route_contexts
+from fastapi.security import OAuth2PasswordBearer
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from accounts import ratelimit
+from accounts.audit import RequestMeta
+from accounts.permissions import (
+    AUTHENTICATED,
+    MANAGE_TENANTS,
+    MANAGE_USERS,
+    PUBLIC,
+    READ_AUDIT,
+    SUPER_ADMIN,
+    permission_for,
+)
+from accounts.principal import Principal
+from accounts.sessions import session_key
+from accounts.tokens import decode_access_token
+from core.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
+from core.settings import Settings, get_settings
+from core.tenants import validate_tenant
+
+log = logging.getLogger(__name__)
+
+TOKEN_URL = "/api/v1/users/token"
+# Routes that never act anonymously, whatever `auth_required` says: they act on an account.
+ALWAYS_AUTH = frozenset({AUTHENTICATED, MANAGE_USERS, MANAGE_TENANTS, READ_AUDIT})
+UNMAPPED = MANAGE_TENANTS  # fail closed: a route missing from the table is super-admin only
+REDIS_TIMEOUT_S = 0.5
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class BearerScheme(OAuth2PasswordBearer):
+    """OAuth2 password flow for /docs' Authorize button; hands over the raw Authorization
+    header (any scheme) so that `authorize` can reject what it cannot use instead of
+    treating it as anonymous."""
+
+    async def __call__(self, conn: HTTPConnection) -> str | None:  # type: ignore[override]
+        return conn.headers.get("authorization")
+
+
+bearer = BearerScheme(
+    tokenUrl=TOKEN_URL,
+    auto_error=False,
+    description="Sign in with e-mail (username) and password; `client_id` = tenant (optional), "
+    "`client_secret` = the authenticator's code when the account uses MFA.",
+)
+
+
+class AuthRuntime:
+    """Per-app state of the auth layer: settings snapshot, Redis clients, the route table."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.auth_required = settings.auth_required
+        self._redis_url: str | None = None
+        self._clients: dict[int, aioredis.Redis] = {}
+        self._paths: dict[int, str] = {}
+        self._permissions: dict[tuple[int, str], str] = {}
+
+    # ------------------------------------------------------------------ routes
+    def permission(self, conn: HTTPConnection) -> str:
+        """The permission the matched route needs (the table's; UNMAPPED if missing)."""
+        route = conn.scope.get("route")
+        method = (
+            conn.scope.get("method", "WEBSOCKET") if conn.scope["type"] == "http" else "WEBSOCKET"
+        )
+        key = (id(route), method)
+        found = self._permissions.get(key)
+        if found is None:
+            path = self.path_of(conn.app, route)
+            found = (permission_for(method, path) if path else None) or UNMAPPED
+            self._permissions[key] = found
+        return found
+
+    def path_of(self, app: Any, route: Any) -> str | None:
+        """The full path template of a matched route (a router's prefix included)."""
+        if route is None:
+            return None
+        found = self._paths.get(id(route))
+        if found is None:
+            for ctx in iter_route_contexts(app.routes):
+                self._paths[id(ctx.original_route)] = ctx.path_format or ""
+                self._paths[id(ctx.route)] = ctx.path_format or ""
+            found = self._paths.get(id(route)) or getattr(route, "path_format", None)
+        return found
+
+    # ------------------------------------------------------------------ redis
+    def _client(self) -> aioredis.Redis:
+        loop = id(asyncio.get_running_loop())
+        client = self._clients.get(loop)
+        if client is None:
+            if self._redis_url is None:
+                from accounts.sessions import redis_url
+
+                self._redis_url = redis_url()
+            client = aioredis.Redis.from_url(
+                self._redis_url,
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 1),
+                health_check_interval=0,
+            )
+            self._clients[loop] = client
+        return client
+
+    # ------------------------------------------------------------------ tokens
+    async def verify(self, conn: HTTPConnection, header: str) -> Principal:
+        """The principal of an `Authorization: Bearer …` header; 401 / 429 / 503 otherwise."""
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized(
+                "send the access token as `Authorization: Bearer <token>`",
+                code="INVALID_TOKEN",
+                invalid_token=True,
+            )
+        ip = conn.client.host if conn.client else "unknown"
+        return await self.verify_token(token, ip=ip)
+
+    async def verify_token(self, token: str, *, ip: str | None = None) -> Principal:
+        """Signature and claims, then one pipelined Redis round trip: the session still
+        exists and (with `ip`) the per-user and per-IP counters are within their limits."""
+        from accounts.secrets import jwt_secret
+
+        principal = decode_access_token(token, secret=jwt_secret())
+        s = self.settings
+        window = ratelimit.current_window(s.rate_limit_window_s)
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            pipe.exists(session_key(principal.session_id or ""))
+            if ip is not None:
+                user_key = ratelimit.user_key(window, principal.tenant, principal.user_id)
+                ip_key = ratelimit.ip_key(window, ip)
+                pipe.incr(user_key)
+                pipe.expire(user_key, 2 * s.rate_limit_window_s)
+                pipe.incr(ip_key)
+                pipe.expire(ip_key, 2 * s.rate_limit_window_s)
+            results = await pipe.execute()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise ServiceUnavailable(
+                f"the session store (Redis) did not answer: {type(exc).__name__}; retry shortly",
+                details={"service": "session store"},
+                retry_after=1,
+            ) from None
+        if not results[0]:
+            raise Unauthorized(
+                "the session of this token has ended (signed out or revoked): sign in again",
+                code="SESSION_ENDED",
+                invalid_token=True,
+            )
+        if ip is not None:
+            user_count, ip_count = results[1], results[3]
+            if user_count > s.rate_limit_user or ip_count > s.rate_limit_ip:
+                which = "user" if user_count > s.rate_limit_user else "client address"
+                limit = s.rate_limit_user if which == "user" else s.rate_limit_ip
+                raise TooManyRequests(
+                    f"rate limit of this {which}: {limit} requests per "
+                    f"{s.rate_limit_window_s} s; retry in {window.retry_after} s",
+                    retry_after=window.retry_after,
+                    details={"limit": limit, "window_s": s.rate_limit_window_s, "per": which},
+                )
+        return principal
+
+
+_standalone: AuthRuntime | None = None
+
+
+async def authenticate_token(token: str) -> Principal:
+    """Verify a bare access token (signature, expiry, live session) outside an HTTP request,
+    e.g. the WebSocket's `?token=`; Unauthorized (401) if it fails."""
+    global _standalone
+    if _standalone is None:
+        _standalone = AuthRuntime(get_settings())
+    return await _standalone.verify_token(token)
+
+
+def runtime(app: Any) -> AuthRuntime:
+    """The app's auth runtime (made on first use from the settings of that moment)."""
+    rt = getattr(app.state, "auth", None)
+    if rt is None:
+        rt = AuthRuntime(get_settings())
+        app.state.auth = rt
+    return rt
+
+
+def request_meta(conn: HTTPConnection) -> RequestMeta:
+    return RequestMeta(
+        ip=conn.client.host if conn.client else None,
+        user_agent=conn.headers.get("user-agent"),
+        request_id=getattr(conn.state, "request_id", None),
+    )
+
+
+def _check_tenant(conn: HTTPConnection, principal: Principal) -> str:
+    """The tenant the caller acts on: theirs, or for a super admin the X-Tenant-ID one."""
+    named = conn.headers.get("x-tenant-id")
+    if not named or named == principal.tenant:
+        return principal.tenant
+    if principal.role == SUPER_ADMIN:
+        return validate_tenant(named)
+    raise Forbidden(
+        f"your account belongs to tenant {principal.tenant!r}: it cannot act on tenant {named!r}",
+        details={"tenant": named},
+    )
+
+
+async def authorize(
+    conn: HTTPConnection, authorization: Annotated[str | None, Depends(bearer)] = None
+) -> Principal | None:
+    """The app-wide check (see the module docstring); returns the caller, None if anonymous."""
+    state = conn.state
+    if getattr(state, "authorized", False):
+        return getattr(state, "principal", None)
+    if conn.scope["type"] == "websocket":
+        return None  # /ws authenticates its `?token=` itself (serving/routers/live.py)
+    rt = runtime(conn.app)
+    permission = rt.permission(conn)
+    principal = None
+    if authorization and permission != PUBLIC:
+        principal = await rt.verify(conn, authorization)
+    elif permission != PUBLIC and (rt.auth_required or permission in ALWAYS_AUTH):
+        raise Unauthorized(
+            "sign in first: this route needs `Authorization: Bearer <token>` "
+            "(POST /api/v1/users/login)",
+            code="UNAUTHENTICATED",
+        )
+    if principal is not None:
+        state.principal = principal  # a denied write is audited too
+        state.tenant = _check_tenant(conn, principal)
+        if permission not in (PUBLIC, AUTHENTICATED) and not principal.can(permission):
+            raise Forbidden(
+                f"the role {principal.role} lacks the permission {permission} this route needs",
+                details={"permission": permission, "role": principal.role},
+            )
+    state.principal = principal
+    state.authorized = True
+    return principal
+
+
+AuthDep = Annotated[Principal | None, Depends(authorize)]
+
+
+async def require_principal(principal: AuthDep) -> Principal:
+    """The signed-in caller (for account routes: `authorize` already answered 401 if none)."""
+    if principal is None:  # pragma: no cover - authorize raises first for these routes
+        raise Unauthorized("sign in first", code="UNAUTHENTICATED")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(require_principal)]
+
+
+# ----------------------------------------------------------------------------- audit of writes
+
+
+class AuditMiddleware:
+    """Writes an `http.<METHOD>` audit row for every non-GET request of a signed-in caller
+    (after the response went out; a failing audit write is logged, the request unaffected)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in READ_METHODS:
+            await self.app(scope, receive, send)
+            return
+        code = 500
+
+        async def send_and_see(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_see)
+        finally:
+            state = scope.get("state") or {}
+            principal = state.get("principal")
+            if principal is not None and not state.get("audited"):
+                await _audit_write(scope, state, principal, code)
+
+
+async def _audit_write(scope: Scope, state: dict, principal: Principal, code: int) -> None:
+    from accounts.audit import record
+    from core.db import connect
+
+    conn = HTTPConnection(scope)
+    meta = request_meta(conn)
+    route = scope.get("route")
+    template = getattr(route, "path_format", None)
+
+    def write() -> None:
+        with connect(autocommit=True) as db:
+            record(
+                db,
+                tenant=state.get("tenant") or principal.tenant,
+                action=f"http.{scope['method']}",
+                outcome="ok" if code < 400 else "denied" if code in (401, 403) else "error",
+                meta=meta,
+                actor=principal,
+                target=scope.get("path"),
+                details={"status": code, "route": template},
+            )
+
+    try:
+        await anyio.to_thread.run_sync(write)
+    except Exception as exc:  # the request already answered: log and keep serving
+        log.warning("audit row not written (%s): %s %s", exc, scope["method"], scope["path"])
+
+
+def install(app: FastAPI) -> None:
+    """The auth runtime and the audit middleware (the dependency is given to FastAPI())."""
+    app.state.auth = AuthRuntime(get_settings())
+    app.add_middleware(AuditMiddleware)
