@@ -18,9 +18,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from core.aioredis_clients import LoopClients
 from core.events import Landed
 
 log = logging.getLogger(__name__)
@@ -77,21 +76,14 @@ class AnalyticsCache:
     """Async reads and writes of cached answers, one `redis.asyncio` client per event loop."""
 
     def __init__(self, url: str, *, timeout_s: float = TIMEOUT_S) -> None:
-        self._url = url
-        self._timeout_s = timeout_s
+        self._redis = LoopClients(url, timeout_s=timeout_s)
         self._clients: dict[int, tuple[aioredis.Redis, Any]] = {}
 
     def _client(self) -> tuple[aioredis.Redis, Any]:
         loop = id(asyncio.get_running_loop())
         entry = self._clients.get(loop)
         if entry is None:
-            client = aioredis.Redis.from_url(
-                self._url,
-                socket_timeout=self._timeout_s,
-                socket_connect_timeout=self._timeout_s,
-                retry=Retry(NoBackoff(), 1),
-                health_check_interval=0,
-            )
+            client = self._redis.get()
             entry = (client, client.register_script(_LOOKUP))
             self._clients[loop] = entry
         return entry

@@ -34,26 +34,6 @@ WEEKLY_REFRESH = timedelta(days=7)
 SNAPSHOT_TABLES = ("customer_rfm", "customer_behaviour", "product_stats")
 WEEKLY_TABLES = ("forecast", "customer_churn_features")
 
-# The store x business-day rows of the business days from `day` on (features/store_daily.py).
-_STORE_DAILY_FROM = """
-INSERT INTO store_daily_sales
-  (tenant_id, store_id, business_date, event_timestamp, sales, transactions, median_unit_price)
-SELECT t.tenant_id, t.store_id, d.business_date,
-       ((d.business_date + 1) + make_interval(hours => %(hours)s)) AT TIME ZONE 'UTC',
-       sum(i.sales_value)::float8,
-       count(DISTINCT t.transaction_id),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY (i.sales_value / i.quantity)::float8)
-         FILTER (WHERE i.quantity > 0)
-FROM transactions t
-JOIN transaction_items i ON i.tenant_id = t.tenant_id AND i.transaction_id = t.transaction_id
-CROSS JOIN LATERAL (
-  SELECT ((t.transaction_timestamp AT TIME ZONE 'UTC') - make_interval(hours => %(hours)s))::date
-    AS business_date
-) d
-WHERE t.tenant_id = %(tenant)s AND t.transaction_timestamp >= %(start)s
-GROUP BY t.tenant_id, t.store_id, d.business_date
-"""
-
 Step = Callable[[str], None]
 WeeklyJob = Callable[[], dict[str, Any]]
 
@@ -163,13 +143,7 @@ def refresh_features(
     elif d.kind == "append":
         start = _business_day_start(d.min_new_ts)
         say(f"store_daily_sales: business days from {start.date()}")
-        with conn.transaction():
-            conn.execute(
-                "DELETE FROM store_daily_sales WHERE tenant_id = %s AND event_timestamp > %s",
-                (tenant, start),
-            )
-            params = {"tenant": tenant, "hours": BUSINESS_DAY_HOURS, "start": start}
-            rows = conn.execute(_STORE_DAILY_FROM, params).rowcount
+        rows = compute_store_daily(conn, tenant=tenant, since=start)
         out["store_daily_sales"] = {"mode": "incremental", "reason": d.reason, "rows": rows}
     else:
         out["store_daily_sales"] = {"mode": "current", "reason": d.reason, "rows": 0}

@@ -10,7 +10,7 @@ known. A recompute replaces the tenant's rows in one transaction.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -33,18 +33,30 @@ CROSS JOIN LATERAL (
   SELECT ((t.transaction_timestamp AT TIME ZONE 'UTC') - make_interval(hours => %(hours)s))::date
     AS business_date
 ) d
-WHERE t.tenant_id = %(tenant)s
+WHERE t.tenant_id = %(tenant)s AND (%(since)s::timestamptz IS NULL
+                                    OR t.transaction_timestamp >= %(since)s::timestamptz)
 GROUP BY t.tenant_id, t.store_id, d.business_date
 """
 
 
-def compute_store_daily(conn: psycopg.Connection, *, tenant: str) -> int:
-    """Recompute the tenant's `store_daily_sales`; returns rows written."""
+def compute_store_daily(
+    conn: psycopg.Connection, *, tenant: str, since: datetime | None = None
+) -> int:
+    """Recompute the tenant's `store_daily_sales` (with `since`, the start of a business day:
+    only the business days from then on); returns rows written."""
     with conn.transaction():
-        conn.execute("DELETE FROM store_daily_sales WHERE tenant_id = %s", (tenant,))
+        if since is None:
+            conn.execute("DELETE FROM store_daily_sales WHERE tenant_id = %s", (tenant,))
+        else:
+            conn.execute(
+                "DELETE FROM store_daily_sales WHERE tenant_id = %s AND event_timestamp > %s",
+                (tenant, since),
+            )
         conn.execute("SET LOCAL work_mem = '128MB'")
-        written = conn.execute(_INSERT, {"tenant": tenant, "hours": BUSINESS_DAY_HOURS}).rowcount
-        conn.execute("ANALYZE store_daily_sales")
+        params = {"tenant": tenant, "hours": BUSINESS_DAY_HOURS, "since": since}
+        written = conn.execute(_INSERT, params).rowcount
+        if since is None:
+            conn.execute("ANALYZE store_daily_sales")
     return written
 
 

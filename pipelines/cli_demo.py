@@ -179,6 +179,18 @@ def demo(
                 console.print_json(reply.text)
 
     _step(n_serve + 1, "call the API", log_path, call_api)
+
+    def tour() -> None:
+        from pipelines.demo_platform import platform_tour
+
+        platform_tour(base, tenant=tenant, stream_tenant=STREAM_TENANT)
+
+    _step(
+        n_serve + 2,
+        "platform API: sign in, analytics, a live alert over WebSocket, PDF and Excel reports",
+        log_path,
+        tour,
+    )
     console.print(f"demo finished in {time.perf_counter() - started:.0f}s")
     where(served, dashboard)
     write_serving_record(served, tenant=tenant, dashboard=dashboard)

@@ -25,7 +25,6 @@ route's permission in `accounts.permissions` (method + path template; families b
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Annotated, Any
 
@@ -35,8 +34,6 @@ import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.security import OAuth2PasswordBearer
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,6 +51,7 @@ from accounts.permissions import (
 from accounts.principal import Principal
 from accounts.sessions import session_key
 from accounts.tokens import decode_access_token
+from core.aioredis_clients import LoopClients
 from core.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
 from core.settings import Settings, get_settings
 from core.tenants import validate_tenant
@@ -85,14 +83,19 @@ bearer = BearerScheme(
 )
 
 
+def _sessions_redis_url() -> str:
+    from accounts.sessions import redis_url
+
+    return redis_url()
+
+
 class AuthRuntime:
     """Per-app state of the auth layer: settings snapshot, Redis clients, the route table."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.auth_required = settings.auth_required
-        self._redis_url: str | None = None
-        self._clients: dict[int, aioredis.Redis] = {}
+        self._redis = LoopClients(_sessions_redis_url, timeout_s=REDIS_TIMEOUT_S)
         self._paths: dict[int, str] = {}
         self._permissions: dict[tuple[int, str], str] = {}
 
@@ -125,22 +128,7 @@ class AuthRuntime:
 
     # ------------------------------------------------------------------ redis
     def _client(self) -> aioredis.Redis:
-        loop = id(asyncio.get_running_loop())
-        client = self._clients.get(loop)
-        if client is None:
-            if self._redis_url is None:
-                from accounts.sessions import redis_url
-
-                self._redis_url = redis_url()
-            client = aioredis.Redis.from_url(
-                self._redis_url,
-                socket_timeout=REDIS_TIMEOUT_S,
-                socket_connect_timeout=REDIS_TIMEOUT_S,
-                retry=Retry(NoBackoff(), 1),
-                health_check_interval=0,
-            )
-            self._clients[loop] = client
-        return client
+        return self._redis.get()
 
     # ------------------------------------------------------------------ tokens
     async def verify(self, conn: HTTPConnection, header: str) -> Principal:

@@ -18,11 +18,10 @@ import anyio
 import redis
 import redis.asyncio as aioredis
 from fastapi import Depends, Header, Request
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from starlette.requests import HTTPConnection
 
 from accounts.principal import Principal
+from core.aioredis_clients import LoopClients
 from core.errors import Forbidden, ModelNotReady, ServiceUnavailable
 from core.settings import get_settings
 from core.tenants import validate_tenant
@@ -119,11 +118,9 @@ class OnlineFeatures:
         *,
         timeout_s: float = ONLINE_TIMEOUT_S,
     ) -> None:
-        self._url = redis_url
         self._base = base_project
         self._default = default_tenant
-        self._timeout_s = timeout_s
-        self._clients: dict[int, aioredis.Redis] = {}
+        self._redis = LoopClients(redis_url, timeout_s=timeout_s)
         self._readers: dict[tuple[int, str, str], GuardedReader] = {}
         parsed = urlsplit(redis_url)
         self._where = f"{parsed.hostname or parsed.path}:{parsed.port or 6379}"
@@ -133,18 +130,7 @@ class OnlineFeatures:
         return cls(redis_url, base_project, default_tenant)
 
     def _client(self) -> tuple[int, aioredis.Redis]:
-        loop = id(asyncio.get_running_loop())
-        client = self._clients.get(loop)
-        if client is None:
-            client = aioredis.Redis.from_url(
-                self._url,
-                socket_timeout=self._timeout_s,
-                socket_connect_timeout=self._timeout_s,
-                retry=Retry(NoBackoff(), 1),
-                health_check_interval=0,
-            )
-            self._clients[loop] = client
-        return loop, client
+        return id(asyncio.get_running_loop()), self._redis.get()
 
     def reader(self, tenant: str, view: FeatureViewSpec) -> GuardedReader:
         """The tenant's reader of `view` (call from a coroutine: it binds to the loop)."""

@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from core.bus import CHANNELS
@@ -37,6 +39,8 @@ router = APIRouter(tags=["live"])
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 MAX_MESSAGE_BYTES = 4096
+READY_TIMEOUT_S = 10.0
+log = logging.getLogger(__name__)
 
 
 def get_hub(websocket: WebSocket) -> LiveHub:
@@ -129,8 +133,11 @@ async def live_updates(
         reason = exc.message if isinstance(exc, RetailPulseError) else str(exc)
         await websocket.close(code=code, reason=reason[:120])
         return
-    await websocket.accept()
     hub = get_hub(websocket)
+    # Accept once the hub reads from the end of its topics: from then on nothing is missed.
+    if not await anyio.to_thread.run_sync(hub.wait_ready, READY_TIMEOUT_S):
+        log.warning("live hub not reading Kafka yet; accepting anyway")
+    await websocket.accept()
     hub.register(client)
     sender = asyncio.create_task(_sender(websocket, client))
     try:
