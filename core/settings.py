@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         description="Link put in reset mails, the token appended as ?token=… (unset: the mail "
         "carries the token and the API route to post it to)",
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Bytes of any request body (more: 413); the integration sync routes "
+        "take the larger RETAILPULSE_INTEGRATION_MAX_BYTES",
+    )
     # Integration API (integrations/, docs/integrations.md): RETAILPULSE_INTEGRATION_*
     integration_max_records: int = Field(
         default=5000, ge=1, description="Records per sync batch (more: 413)"

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from serving import auth, envelope
+from serving import auth, envelope, limits
 from serving.deps import Backends
 from serving.routers import (
     actions,
@@ -85,6 +85,7 @@ def create_api(backends: Backends) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
         lifespan=_lifespan,
     )
+    limits.install(app)  # innermost of the three: its 413 is stamped and audited
     envelope.install(app)
     auth.install(app)
     app.state.backends = backends

@@ -167,3 +167,13 @@ def warehouse_env(service_env, tmp_path, monkeypatch) -> Iterator[str]:
     reset_feature_stores()
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Settings read afresh after every test: set up before (so torn down after) the test's
+    `monkeypatch`, a setting a test changed never outlives its environment variable."""
+    yield
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
