@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import redis
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.errors import CommitFailedError
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.bus import ensure_topics
@@ -97,8 +98,40 @@ def make_consumer(cfg: ConsumeConfig) -> KafkaConsumer:
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
     )
-    consumer.subscribe([cfg.transactions_topic, cfg.inventory_topic])
+    listener = _FromCommitted()
+    consumer.subscribe([cfg.transactions_topic, cfg.inventory_topic], listener=listener)
+    consumer.rp_listener = listener  # StreamConsumer.run repositions through it
     return consumer
+
+
+class _FromCommitted(ConsumerRebalanceListener):
+    """Notes every (re)assignment, so the loop reads on from the group's committed offsets, or
+    from the start where the broker has none: after a broker restart that lost its state
+    (tansu's memory storage) the old in-memory positions would point past messages never read.
+    Re-reading is harmless: writes are idempotent. (The seek happens in the loop: this
+    callback runs inside the client's own join and must not call the broker.)"""
+
+    def __init__(self) -> None:
+        self.pending: set = set()
+
+    def on_partitions_revoked(self, revoked) -> None:
+        self.pending.clear()
+
+    def on_partitions_assigned(self, assigned) -> None:
+        self.pending = set(assigned)
+
+    def reposition(self, consumer: KafkaConsumer) -> bool:
+        """Seek the newly assigned partitions; True if any was (drop what was just polled)."""
+        if not self.pending:
+            return False
+        partitions, self.pending = self.pending, set()
+        for tp in partitions:
+            committed = consumer.committed(tp)
+            if committed is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        return True
 
 
 class _Batch:
@@ -229,7 +262,11 @@ class StreamConsumer:
         pushed = self._writer.write(rows, as_of)
         done = time.time()
         self._publish_rejects(batch.rejects)
-        consumer.commit()
+        try:
+            consumer.commit()
+        except CommitFailedError as exc:  # the group rebalanced (e.g. the broker restarted)
+            log.warning("offsets not committed (%s); the batch is written and a re-read of it "
+                        "changes nothing", exc)  # fmt: skip
         if result.inserted:
             hooks.after_commit(
                 hooks.sales_landed(
@@ -276,6 +313,9 @@ class StreamConsumer:
                     if room <= 0:
                         break
                 polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=room)
+                listener = getattr(consumer, "rp_listener", None)
+                if listener is not None and listener.reposition(consumer):
+                    continue  # polled from positions the (re)assignment replaced
                 records = [r for recs in polled.values() for r in recs]
                 if not records:
                     if not consumer.assignment():
