@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 import psycopg
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from core.values import Text
+
 KINDS = ("threshold", "anomaly", "stockout", "performance_drop")
 SEVERITIES = ("info", "warning", "critical")
 METRICS = ("revenue", "units", "baskets", "avg_basket_value")
@@ -47,7 +49,7 @@ class Scope(_Strict):
     productIds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(
         default_factory=list, max_length=10_000
     )
-    departments: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+    departments: list[Annotated[Text, Field(min_length=1, max_length=100)]] = Field(
         default_factory=list, max_length=100
     )
 
@@ -56,7 +58,7 @@ class Channels(_Strict):
     """Where a new alert is sent (besides Kafka `alerts.trigger`, which always gets it)."""
 
     webhooks: list[AnyHttpUrl] = Field(default_factory=list, max_length=10)
-    emails: list[Annotated[str, Field(pattern=EMAIL, max_length=320)]] = Field(
+    emails: list[Annotated[Text, Field(pattern=EMAIL, max_length=320)]] = Field(
         default_factory=list, max_length=20
     )
 
@@ -120,12 +122,12 @@ class PerformanceDropParams(_Strict):
 
 
 class _RuleBase(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     severity: Literal["info", "warning", "critical"] = "warning"
     scope: Scope = Field(default_factory=Scope)
     channels: Channels = Field(default_factory=Channels)
     enabled: bool = True
-    webhookSecret: str | None = Field(
+    webhookSecret: Text | None = Field(
         default=None,
         min_length=16,
         max_length=200,

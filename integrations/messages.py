@@ -13,12 +13,22 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.values import EventTime, Text
 
 TRANSACTIONS_TOPIC = "transactions.new"
 INVENTORY_TOPIC = "inventory.updates"
 REJECTED_TOPIC = "transactions.rejected"
 TOPICS = (TRANSACTIONS_TOPIC, INVENTORY_TOPIC, REJECTED_TOPIC)
+
+# What the warehouse's columns hold (core/schema.py): a value past them is rejected here, with
+# its field named, rather than failing the batch's write.
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+SMALLINT_MAX = 2**15 - 1
+AMOUNT_LIMIT = 1e10  # numeric(12,2): a basket's totals stay below this
+UNIT_PRICE_LIMIT = 1e8  # numeric(12,4): the shelf price per unit
 
 
 class BasketLine(BaseModel):
@@ -26,7 +36,9 @@ class BasketLine(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    product_id: int = Field(ge=0, description="Product code (Complete Journey product_id)")
+    product_id: int = Field(
+        ge=0, le=BIGINT_MAX, description="Product code (Complete Journey product_id)"
+    )
     quantity: int = Field(
         ge=-1_000_000, le=1_000_000, description="Units sold; negative for a return"
     )
@@ -37,6 +49,13 @@ class BasketLine(BaseModel):
     )
     coupon_match_disc: float = Field(default=0.0, ge=0, le=1e9, description="Retailer coupon match")
 
+    @model_validator(mode="after")
+    def _unit_price_fits(self) -> BasketLine:
+        shelf = self.sales_value + self.retail_disc + self.coupon_match_disc
+        if self.quantity > 0 and abs(shelf / self.quantity) >= UNIT_PRICE_LIMIT:
+            raise ValueError("shelf price per unit must be below 100,000,000")
+        return self
+
 
 class BasketMessage(BaseModel):
     """A basket (one POS transaction) on `transactions.new`."""
@@ -44,12 +63,21 @@ class BasketMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1
-    transaction_id: int = Field(ge=0, description="Basket id, unique per tenant")
-    store_id: str = Field(min_length=1, max_length=64)
-    customer_id: int = Field(ge=0, description="Household / loyalty-card id")
-    timestamp: AwareDatetime = Field(description="When the basket was paid (ISO 8601, with zone)")
-    week: int | None = Field(default=None, ge=0, description="Retail week number, if known")
+    transaction_id: int = Field(ge=0, le=BIGINT_MAX, description="Basket id, unique per tenant")
+    store_id: Text = Field(min_length=1, max_length=64)
+    customer_id: int = Field(ge=0, le=BIGINT_MAX, description="Household / loyalty-card id")
+    timestamp: EventTime = Field(description="When the basket was paid (ISO 8601, with zone)")
+    week: int | None = Field(
+        default=None, ge=0, le=SMALLINT_MAX, description="Retail week number, if known"
+    )
     lines: list[BasketLine] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _totals_fit(self) -> BasketMessage:
+        _, sales, disc = self.totals()
+        if abs(sales) >= AMOUNT_LIMIT or disc >= AMOUNT_LIMIT:
+            raise ValueError("basket totals must be below 10,000,000,000")
+        return self
 
     def totals(self) -> tuple[int, float, float]:
         """(item_count, total_sales, total_discount) as the warehouse stores them."""
@@ -66,12 +94,12 @@ class InventoryMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1
-    store_id: str = Field(min_length=1, max_length=64)
-    product_id: int = Field(ge=0)
-    on_hand: int = Field(ge=0, description="Units on the shelf and in the back room")
-    timestamp: AwareDatetime
-    reorder_point: int | None = Field(default=None, ge=0)
-    rule: str = Field(default="stream", max_length=200, description="Where the level came from")
+    store_id: Text = Field(min_length=1, max_length=64)
+    product_id: int = Field(ge=0, le=BIGINT_MAX)
+    on_hand: int = Field(ge=0, le=INT_MAX, description="Units on the shelf and in the back room")
+    timestamp: EventTime
+    reorder_point: int | None = Field(default=None, ge=0, le=INT_MAX)
+    rule: Text = Field(default="stream", max_length=200, description="Where the level came from")
 
 
 class RejectedMessage(BaseModel):

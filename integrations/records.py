@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from integrations.messages import EventTime, Text
 
 M = TypeVar("M", bound=BaseModel)
 VALUE_CHARS = 200  # a rejected value longer than this (as JSON) is cut
@@ -36,17 +38,17 @@ class CustomerRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: int = Field(ge=0, le=2**62, description="Household / loyalty-card id")
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=254, description="An e-mail address")
-    loyalty_tier: str | None = Field(default=None, min_length=1, max_length=32)
-    age: str | None = Field(default=None, max_length=64, description="Age band, e.g. 45-54")
-    income: str | None = Field(default=None, max_length=64, description="e.g. 50-74K")
-    home_ownership: str | None = Text64
-    marital_status: str | None = Text64
-    household_size: str | None = Text64
-    household_comp: str | None = Text64
-    kids_count: str | None = Text64
-    updated_at: AwareDatetime | None = Field(
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    email: Text | None = Field(default=None, max_length=254, description="An e-mail address")
+    loyalty_tier: Text | None = Field(default=None, min_length=1, max_length=32)
+    age: Text | None = Field(default=None, max_length=64, description="Age band, e.g. 45-54")
+    income: Text | None = Field(default=None, max_length=64, description="e.g. 50-74K")
+    home_ownership: Text | None = Text64
+    marital_status: Text | None = Text64
+    household_size: Text | None = Text64
+    household_comp: Text | None = Text64
+    kids_count: Text | None = Text64
+    updated_at: EventTime | None = Field(
         default=None,
         description="When the CRM last changed the record (default: when received); an older "
         "record than the warehouse's is skipped as stale",
@@ -83,23 +85,35 @@ class Checked(Generic[M]):
 
 def shown(value: Any) -> Any:
     """A rejected value as the report shows it: JSON scalars as they are, the rest as JSON text
-    cut to VALUE_CHARS."""
+    cut to VALUE_CHARS; NUL characters and lone surrogates (which the stored report, JSONB,
+    cannot hold) replaced by U+FFFD."""
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
-        return value if len(value) <= VALUE_CHARS else value[:VALUE_CHARS] + "…"
+        text = value
+    else:
+        try:
+            text = json.dumps(value, default=str)
+        except (TypeError, ValueError):
+            text = repr(value)
+    text = text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + "…"
+    return _storable(text)
+
+
+def _storable(text: str) -> str:
+    text = text.replace("\x00", "\ufffd")
     try:
-        text = json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + "…"
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def problems_of(index: int, exc: ValidationError) -> list[dict[str, Any]]:
     """One report row per failed field of record `index`."""
     rows = []
     for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "(record)"
+        where = _storable(".".join(str(p) for p in err["loc"]) or "(record)")
         missing = err["type"] == "missing"
         rows.append(
             {

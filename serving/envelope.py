@@ -170,6 +170,15 @@ def install(app: FastAPI) -> None:
             {"Retry-After": "5"},
         )
 
+    @app.exception_handler(psycopg.DataError)
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # a value the warehouse refuses (a NUL character, past a column's range) came from the
+        # request: the schemas name such fields (core/values.py); this is the net under them
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("value refused by the warehouse on %s: %s", request.url.path, reason)
+        message = f"invalid request: a value cannot be stored ({reason})"
+        return _error(request, 422, "VALIDATION_ERROR", message, {"errors": []})
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")  # the last resort; bad input never reaches it

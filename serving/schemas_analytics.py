@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from core.values import Text
+
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(2199, 12, 31)
+
+
+def _business_day(value: date) -> date:
+    # the routes step back from a day by whole periods: a day near date.min overflows
+    if not EARLIEST_DAY <= value <= LATEST_DAY:
+        raise ValueError(f"must be from {EARLIEST_DAY} to {LATEST_DAY}")
+    return value
+
+
+BusinessDate = Annotated[date, AfterValidator(_business_day)]
+"""A business day a request may name (1900-01-01 to 2199-12-31)."""
 
 
 class Totals(BaseModel):
@@ -128,9 +144,9 @@ class Trends(BaseModel):
 class BasketRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    startDate: date | None = Field(None, description="Default: 27 days before endDate")
-    endDate: date | None = Field(None, description="Default: the tenant's latest sale day")
-    storeIds: list[str] | None = Field(None, max_length=1000)
+    startDate: BusinessDate | None = Field(None, description="Default: 27 days before endDate")
+    endDate: BusinessDate | None = Field(None, description="Default: the tenant's latest sale day")
+    storeIds: list[Text] | None = Field(None, max_length=1000)
     level: Literal["category", "department"] = "category"
     minSupport: float = Field(0.01, gt=0, le=1)
     minConfidence: float = Field(0.1, ge=0, le=1)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from serving.schemas_analytics import BusinessDate
 
 MAX_RECOMMENDATIONS = 100
 MAX_EXCLUDE_DAYS = 365
@@ -65,8 +66,8 @@ class AnomalyRequest(BaseModel):
         max_length=MAX_ANOMALY_STORES,
         description=f"Stores to scan (default: every store; at most {MAX_ANOMALY_STORES})",
     )
-    from_: date = Field(alias="from", description="First business day to scan (ISO date)")
-    to: date = Field(description="Last business day to scan, inclusive (ISO date)")
+    from_: BusinessDate = Field(alias="from", description="First business day to scan (ISO date)")
+    to: BusinessDate = Field(description="Last business day to scan, inclusive (ISO date)")
 
     @field_validator("storeIds")
     @classmethod

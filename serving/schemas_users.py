@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from accounts.permissions import ROLES
+from core.values import Text
 
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 Email = Field(pattern=EMAIL_PATTERN, max_length=320, description="E-mail address")
@@ -26,24 +27,24 @@ class _Strict(BaseModel):
 
 
 class RegisterRequest(_Strict):
-    email: str = Email
-    password: str = Password
-    name: str | None = Field(None, max_length=200)
+    email: Text = Email
+    password: Text = Password
+    name: Text | None = Field(None, max_length=200)
     role: Role
-    storeIds: list[str] | None = StoreIds
+    storeIds: list[Text] | None = StoreIds
 
 
 class LoginRequest(_Strict):
-    email: str = Email
-    password: str = Password
-    otp: str | None = Field(None, max_length=12, description="Authenticator code (MFA)")
-    recoveryCode: str | None = Field(
+    email: Text = Email
+    password: Text = Password
+    otp: Text | None = Field(None, max_length=12, description="Authenticator code (MFA)")
+    recoveryCode: Text | None = Field(
         None, max_length=32, description="One-time recovery code instead of `otp`"
     )
 
 
 class RefreshRequest(_Strict):
-    refreshToken: str = Field(min_length=1, max_length=512)
+    refreshToken: Text = Field(min_length=1, max_length=512)
 
 
 class LogoutRequest(_Strict):
@@ -51,46 +52,46 @@ class LogoutRequest(_Strict):
 
 
 class ProfileUpdate(_Strict):
-    name: str | None = Field(None, max_length=200)
-    email: str | None = Field(None, pattern=EMAIL_PATTERN, max_length=320)
-    password: str | None = Field(None, min_length=1, max_length=256, description="New password")
-    currentPassword: str | None = Field(
+    name: Text | None = Field(None, max_length=200)
+    email: Text | None = Field(None, pattern=EMAIL_PATTERN, max_length=320)
+    password: Text | None = Field(None, min_length=1, max_length=256, description="New password")
+    currentPassword: Text | None = Field(
         None, max_length=256, description="Needed to change your own password"
     )
 
 
 class RoleChange(_Strict):
     role: Role
-    storeIds: list[str] | None = StoreIds
+    storeIds: list[Text] | None = StoreIds
 
 
 class PasswordResetRequest(_Strict):
-    email: str = Email
+    email: Text = Email
 
 
 class PasswordResetConfirm(_Strict):
-    token: str = Field(min_length=1, max_length=512, description="The token from the e-mail")
-    newPassword: str = Password
+    token: Text = Field(min_length=1, max_length=512, description="The token from the e-mail")
+    newPassword: Text = Password
 
 
 class MfaCode(_Strict):
-    code: str = Field(min_length=1, max_length=32, description="Authenticator code")
+    code: Text = Field(min_length=1, max_length=32, description="Authenticator code")
 
 
 class MfaDisable(_Strict):
-    password: str = Password
-    code: str = Field(
+    password: Text = Password
+    code: Text = Field(
         min_length=1, max_length=32, description="Authenticator code or a recovery code"
     )
 
 
 class UserOut(BaseModel):
-    userId: str
-    tenant: str
-    email: str
-    name: str | None
-    role: str
-    storeIds: list[str] | None
+    userId: Text
+    tenant: Text
+    email: Text
+    name: Text | None
+    role: Text
+    storeIds: list[Text] | None
     mfaEnabled: bool
     disabled: bool
     createdAt: datetime
@@ -98,21 +99,21 @@ class UserOut(BaseModel):
 
 
 class TokenPairOut(BaseModel):
-    accessToken: str
-    refreshToken: str
+    accessToken: Text
+    refreshToken: Text
     tokenType: Literal["bearer"] = "bearer"
     expiresIn: int = Field(description="Seconds the access token lives")
-    sessionId: str
+    sessionId: Text
     user: UserOut
 
 
 class OAuth2Token(BaseModel):
     """The OAuth2 token response (RFC 6749 §5.1): what /docs' Authorize button expects."""
 
-    access_token: str
+    access_token: Text
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
-    refresh_token: str
+    refresh_token: Text
 
 
 class LoggedOut(BaseModel):
@@ -120,39 +121,39 @@ class LoggedOut(BaseModel):
 
 
 class PermissionsOut(BaseModel):
-    userId: str
-    tenant: str
-    role: str
-    permissions: list[str]
-    storeIds: list[str] | None
+    userId: Text
+    tenant: Text
+    role: Text
+    permissions: list[Text]
+    storeIds: list[Text] | None
     allTenants: bool = Field(description="A super admin may act on any tenant (X-Tenant-ID)")
 
 
 class Accepted(BaseModel):
     accepted: bool = True
-    message: str
+    message: Text
 
 
 class MfaEnrolment(BaseModel):
-    secret: str = Field(description="Base32 secret (shown once): type it or scan the URI")
-    otpauthUri: str
+    secret: Text = Field(description="Base32 secret (shown once): type it or scan the URI")
+    otpauthUri: Text
 
 
 class RecoveryCodes(BaseModel):
     mfaEnabled: bool = True
-    recoveryCodes: list[str] = Field(description="One-time codes, shown once: keep them safe")
+    recoveryCodes: list[Text] = Field(description="One-time codes, shown once: keep them safe")
 
 
 class AuditRow(BaseModel):
     id: int
-    action: str
-    target: str | None
-    outcome: str | None
-    actor_id: str | None
-    actor_role: str | None
-    ip: str | None
-    user_agent: str | None
-    request_id: str | None
+    action: Text
+    target: Text | None
+    outcome: Text | None
+    actor_id: Text | None
+    actor_role: Text | None
+    ip: Text | None
+    user_agent: Text | None
+    request_id: Text | None
     details: dict[str, Any]
     created_at: datetime
 

@@ -23,6 +23,7 @@ from alerts import rules as rules_repo
 from alerts import store as alerts_repo
 from alerts.rules import Channels, RuleSpec, Scope
 from core.errors import Forbidden, NotFoundError, ValidationFailed
+from core.values import QueryTime
 from serving import envelope
 from serving.deps import ActorDep, StoreScopeDep, TenantDep, WarehouseDep
 
@@ -151,10 +152,10 @@ async def alert_history(
         Literal["active", "acknowledged", "resolved"] | None, Query(description="Only this status")
     ] = None,
     since: Annotated[
-        datetime | None, Query(alias="from", description="Triggered at or after (ISO 8601; UTC)")
+        QueryTime | None, Query(alias="from", description="Triggered at or after (ISO 8601; UTC)")
     ] = None,
     until: Annotated[
-        datetime | None, Query(alias="to", description="Triggered before (ISO 8601; UTC)")
+        QueryTime | None, Query(alias="to", description="Triggered before (ISO 8601; UTC)")
     ] = None,
     page: Page = 1,
     limit: Limit = 50,

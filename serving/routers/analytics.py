@@ -22,11 +22,13 @@ from analytics import service
 from analytics.cache import AnalyticsCache, digest
 from analytics.queries import COMPARISON_SORTS
 from core.errors import ValidationFailed
+from core.values import Text
 from serving import envelope
 from serving.deps import StoreScopeDep, TenantDep, WarehouseDep, allowed_stores
 from serving.schemas_analytics import (
     BasketAnalysis,
     BasketRequest,
+    BusinessDate,
     ProductPerformance,
     RealtimeSales,
     StoreComparison,
@@ -36,14 +38,14 @@ from serving.schemas_analytics import (
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
 StartDate = Annotated[
-    date | None, Query(alias="startDate", description="First business day (YYYY-MM-DD)")
+    BusinessDate | None, Query(alias="startDate", description="First business day (YYYY-MM-DD)")
 ]
 EndDate = Annotated[
-    date | None,
+    BusinessDate | None,
     Query(alias="endDate", description="Last business day (default: the latest with sales)"),
 ]
 StoreIds = Annotated[
-    list[str] | None,
+    list[Text] | None,
     Query(alias="storeIds", max_length=1000, description="Only these stores (repeat the param)"),
 ]
 SCOPED = "A store outside the caller's stores"
@@ -110,7 +112,7 @@ async def sales_realtime(
     scope: StoreScopeDep,
     warehouse: WarehouseDep,
     as_of: Annotated[
-        date | None,
+        BusinessDate | None,
         Query(alias="asOf", description="Business day (default: the tenant's latest sale day)"),
     ] = None,
     by: Annotated[Literal["hour", "store"], Query(description="Breakdown")] = "hour",

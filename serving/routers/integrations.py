@@ -26,6 +26,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SkipValidation, f
 from core.db import connect
 from core.errors import Forbidden, NotFoundError, PayloadTooLarge, ValidationFailed
 from core.settings import get_settings
+from core.values import Text
 from integrations import sync, webhooks
 from integrations.messages import BasketMessage, InventoryMessage
 from integrations.records import CustomerRecord
@@ -317,13 +318,13 @@ class WebhookIn(BaseModel):
         max_length=len(webhooks.EVENTS),
         description="; ".join(f"`{k}`: {v}" for k, v in webhooks.EVENTS.items()),
     )
-    secret: str | None = Field(
+    secret: Text | None = Field(
         default=None,
         min_length=16,
         max_length=256,
         description="HMAC-SHA256 key of the signatures (default: generated)",
     )
-    description: str | None = Field(default=None, max_length=500)
+    description: Text | None = Field(default=None, max_length=500)
 
     @field_validator("url")
     @classmethod

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, unquote
 import anyio
 import redis
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import ValidationError
 
 from accounts import auth_flows, mfa, password_reset, repo, users
 from accounts.mail import send_mail
@@ -25,6 +26,7 @@ from core.db import connect
 from core.errors import ServiceUnavailable, ValidationFailed
 from core.settings import get_settings
 from core.tenants import validate_tenant
+from core.values import Text
 from serving import envelope
 from serving.auth import CurrentUser, request_meta
 from serving.deps import TenantDep
@@ -176,7 +178,18 @@ async def token(request: Request, tenant: TenantDep) -> dict[str, Any]:
         )
     if form.get("grant_type", "password") != "password":
         raise ValidationFailed("grant_type must be 'password'", details={"field": "grant_type"})
-    LoginRequest(email=form["username"], password=form["password"])  # same limits as /login
+    try:  # the same limits as /login, named by the form's fields
+        LoginRequest(email=form["username"], password=form["password"])
+    except ValidationError as exc:
+        problems = [
+            {
+                "field": {"email": "username"}.get(str(e["loc"][0]), str(e["loc"][0])),
+                "reason": e["msg"],
+            }
+            for e in exc.errors(include_url=False)
+        ]
+        text = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
+        raise ValidationFailed(f"invalid request: {text}", details={"errors": problems}) from None
     pair = await _run(
         auth_flows.login,
         tenant=validate_tenant(form["client_id"]) if form.get("client_id") else tenant,
@@ -341,7 +354,7 @@ async def audit_log(
     tenant: TenantDep,
     page: Annotated[int, Query(ge=1, le=100000)] = 1,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    action: Annotated[str | None, Query(max_length=64, description="e.g. login")] = None,
+    action: Annotated[Text | None, Query(max_length=64, description="e.g. login")] = None,
     actorId: Annotated[str | None, Query(max_length=64)] = None,
 ) -> envelope.Envelope[AuditPage]:
     """The tenant's audit log, newest first (needs `read:audit`: admins)."""

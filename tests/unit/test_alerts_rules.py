@@ -86,6 +86,20 @@ def test_bad_rule_is_a_422_naming_the_field() -> None:
     assert r.status_code == 422
 
 
+def test_text_the_warehouse_cannot_store_is_a_422_not_a_500() -> None:
+    """Found by the fuzz run: a NUL character in a rule's text failed the INSERT (500)."""
+    client = TestClient(create_api(Backends(default_tenant="default")))
+    for change, field in [
+        ({"name": "Low\x00revenue"}, "threshold.name"),
+        ({"webhookSecret": "s" * 16 + "\x00"}, "threshold.webhookSecret"),
+        ({"scope": {"departments": ["GROCERY\x00"]}}, "threshold.scope.departments.0"),
+        ({"channels": {"emails": ["ops\x00@example.com"]}}, "threshold.channels.emails.0"),
+    ]:
+        r = client.post("/api/v1/alerts/rules", json={**THRESHOLD, **change})
+        assert r.status_code == 422, r.text
+        assert {e["field"] for e in r.json()["error"]["details"]["errors"]} == {field}
+
+
 def test_webhook_signature_covers_body_and_timestamp() -> None:
     body = b'{"alert_id":1}'
     signature = sign("k" * 32, 1_700_000_000, body)

@@ -94,7 +94,9 @@ def test_a_prefix_with_a_larger_limit_takes_it() -> None:
 
     client = TestClient(app)
     assert client.post("/big/echo", content=b"x" * (3 * LIMIT)).json()["data"]["bytes"] == 3 * LIMIT
-    _refused(client.post("/big/echo", content=b"x" * (5 * LIMIT)), "bytes declared", 4 * LIMIT, "BIG")
+    _refused(
+        client.post("/big/echo", content=b"x" * (5 * LIMIT)), "bytes declared", 4 * LIMIT, "BIG"
+    )
 
 
 @pytest.fixture
@@ -121,7 +123,9 @@ def test_integration_sync_routes_keep_their_larger_limit(small_limits: None) -> 
     body = b'{"records": [], "batchId": "' + b"x" * (2 * LIMIT) + b'"}'
     resp = client.post(SYNC, content=body, headers={"content-type": "application/json"})
     assert resp.status_code == 422, resp.text
-    resp = client.post(SYNC, content=b"x" * (5 * LIMIT), headers={"content-type": "application/json"})
+    resp = client.post(
+        SYNC, content=b"x" * (5 * LIMIT), headers={"content-type": "application/json"}
+    )
     _refused(resp, "bytes declared", 4 * LIMIT, "RETAILPULSE_INTEGRATION_MAX_BYTES")
 
 

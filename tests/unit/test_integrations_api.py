@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import get_settings
-from integrations.messages import BasketMessage
+from integrations.messages import BasketMessage, InventoryMessage
 from integrations.records import CustomerRecord, validate
 from serving.app import create_api
 from serving.deps import Backends
@@ -140,3 +140,56 @@ def test_openapi_documents_the_record_schemas(client: TestClient) -> None:
     assert {"customer_id", "email", "loyalty_tier", "income"} <= set(customers["properties"])
     op = spec["paths"]["/api/v1/integrations/pos/sync"]["post"]
     assert {"403", "413", "422", "503"} <= set(op["responses"])
+
+
+# Values the fuzz run (tests/integration/test_fuzz_openapi.py) sent that passed validation but
+# failed the warehouse write (a 500 for the whole batch): each is now a rejected record.
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"transaction_id": 2**63}, "transaction_id"),
+        ({"customer_id": 10**22}, "customer_id"),
+        ({"week": 17551384}, "week"),
+        ({"store_id": "st\x00re"}, "store_id"),
+        ({"store_id": "\ud800"}, "store_id"),  # a lone surrogate cannot be stored as UTF-8
+        ({"timestamp": "0257-08-04T12:21:47+16:33"}, "timestamp"),  # offset past 16 hours
+        ({"timestamp": "7297-09-08T08:22:52Z"}, "timestamp"),  # year out of range
+        ({"lines": [{"product_id": 2**64, "quantity": 1, "sales_value": 1.0}]}, "lines.0.product_id"),
+        # a shelf price per unit past numeric(12,4)
+        ({"lines": [{"product_id": 1, "quantity": 1, "sales_value": 9e8}]}, "lines.0"),
+        # basket totals past numeric(12,2): 20 lines of 999,999,999
+        ({"lines": [{"product_id": i, "quantity": 100, "sales_value": 999_999_999.0}
+                    for i in range(20)]}, "(record)"),
+    ],
+)  # fmt: skip
+def test_a_basket_the_warehouse_cannot_store_is_a_rejected_record(change, field) -> None:
+    checked = validate(BasketMessage, [BASKET, {**BASKET, **change}])
+    assert [i for i, _ in checked.valid] == [0]
+    assert {p["field"] for p in checked.problems} == {field}
+
+
+def test_inventory_and_crm_values_the_warehouse_cannot_store_are_rejected() -> None:
+    level = {"store_id": "1", "product_id": 5, "on_hand": 3, "timestamp": "2017-03-04T10:00:00Z"}
+    checked = validate(
+        InventoryMessage,
+        [level, {**level, "on_hand": 2**31}, {**level, "reorder_point": 2**40},
+         {**level, "rule": "a\x00"}, {**level, "timestamp": "0073-04-06T23:44:20+20:56"}],
+    )  # fmt: skip
+    assert [i for i, _ in checked.valid] == [0]
+    assert {(p["index"], p["field"]) for p in checked.problems} == {
+        (1, "on_hand"), (2, "reorder_point"), (3, "rule"), (4, "timestamp")
+    }  # fmt: skip
+    checked = validate(
+        CustomerRecord,
+        [{"customer_id": 1, "name": "A\x00"}, {"customer_id": 2, "updated_at": "0185-04-04T00:16:37+19:54"}],
+    )  # fmt: skip
+    assert {(p["index"], p["field"]) for p in checked.problems} == {(0, "name"), (1, "updated_at")}
+
+
+def test_a_report_row_can_always_be_stored_as_json() -> None:
+    """NUL characters and lone surrogates (which PostgreSQL's JSONB refuses) are replaced in a
+    rejected record's field and value."""
+    checked = validate(CustomerRecord, [{"customer_id": 1, "na\x00me": "x\x00\ud800"}])
+    (problem,) = checked.problems
+    assert "\x00" not in problem["field"] and "\x00" not in problem["value"]
+    json.dumps(problem, ensure_ascii=False).encode("utf-8")  # no lone surrogate left
