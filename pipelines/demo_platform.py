@@ -53,7 +53,7 @@ def _admin_password(home: Path) -> tuple[str, bool]:
 def _show(reply: httpx.Response, what: str, keep: int = 3) -> Any:
     """Print one line per call, and a short view of its data."""
     cache = reply.headers.get("x-cache")
-    note = f" [cache {cache}]" if cache else ""
+    note = f" (cache {cache})" if cache else ""
     console.print(f"[bold]{what}[/] → {reply.status_code}{note}")
     body = reply.json()
     data = body.get("data") if body.get("success") else body.get("error")
