@@ -164,6 +164,7 @@ def on_landed(landed: Landed, *, wait: bool = False) -> list[dict[str, Any]]:
     from core.db import libpq_url
 
     url, bootstrap = _targets()
+    url = landed.database_url or url  # the warehouse the writer wrote to
     with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as c:
         notices = evaluate(c, landed)
     future = notify.dispatch(notices, database_url=url, bootstrap=bootstrap)

@@ -1,7 +1,7 @@
 """The same answers computed from the base tables (transactions, transaction_items, products).
 
 Used where no rollup has the grain (a product or a category at some stores) and by
-bench/analytics.py as the scan each rollup replaces. Business days as in analytics/rollups.py.
+bench/analytics_routes.py as the scan each rollup replaces. Business days as in analytics/rollups.py.
 """
 
 from __future__ import annotations

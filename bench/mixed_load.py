@@ -247,7 +247,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--tenant", default=None)
+    parser.add_argument(
+        "--mix",
+        nargs="*",
+        metavar="GROUP=SHARE",
+        help=f"override the mix (default {' '.join(f'{k}={v}' for k, v in MIX.items())})",
+    )
     args = parser.parse_args(argv)
+    for item in args.mix or []:
+        group, _, share = item.partition("=")
+        if group not in MIX:
+            parser.error(f"--mix: unknown group {group!r}; one of {', '.join(MIX)}")
+        MIX[group] = float(share)
 
     # measure capacity, not throttling; authentication as in production
     os.environ.update(

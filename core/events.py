@@ -57,6 +57,7 @@ class Landed:
     transactions: int = 0  # new baskets written
     revenue: float | None = None  # their sales value, when the writer knows it
     model: str | None = None  # for "score": the model key scored
+    database_url: str | None = None  # the warehouse written to (None: the configured one)
     details: tuple[tuple[str, object], ...] = ()
 
     @property
@@ -112,13 +113,20 @@ def _publish_sales(landed: Landed, bootstrap: str | None) -> None:
                                       landed.stores or ())])  # fmt: skip
 
 
-def inventory_moved(tenant: str, levels: Sequence[Any], *, bootstrap: str | None = None) -> None:
+def inventory_moved(
+    tenant: str,
+    levels: Sequence[Any],
+    *,
+    bootstrap: str | None = None,
+    database_url: str | None = None,
+) -> None:
     """After stock levels (`InventoryMessage`s) were committed: re-check the tenant's stockout
     rules for those stores and publish the levels on `inventory.updates`."""
     from core.bus import event, get_bus
 
     stores = frozenset(str(m.store_id) for m in levels)
-    after_commit(Landed(tenant=tenant, source="inventory", stores=stores), bootstrap=bootstrap)
+    landed = Landed(tenant=tenant, source="inventory", stores=stores, database_url=database_url)
+    after_commit(landed, bootstrap=bootstrap)
     try:
         get_bus(bootstrap).publish([
             event(tenant, "inventory.updates",
@@ -132,13 +140,19 @@ def inventory_moved(tenant: str, levels: Sequence[Any], *, bootstrap: str | None
 
 
 def sales_landed(
-    tenant: str, source: str, timestamps: Any, stores: Any, sales: Any | None = None
+    tenant: str,
+    source: str,
+    timestamps: Any,
+    stores: Any,
+    sales: Any | None = None,
+    *,
+    database_url: str | None = None,
 ) -> Landed:
     """A `Landed` for new baskets at `timestamps` (UTC) in `stores`, with their `sales` value
     when known (array-likes of the same length)."""
     ts = pd.to_datetime(pd.Series(timestamps), utc=True)
     if ts.empty:
-        return Landed(tenant=tenant, source=source, stores=frozenset())
+        return Landed(tenant=tenant, source=source, stores=frozenset(), database_url=database_url)
     store = pd.Series(stores).astype(str).to_numpy()
     details: tuple[tuple[str, object], ...] = ()
     revenue = None
@@ -158,4 +172,5 @@ def sales_landed(
         transactions=len(ts),
         revenue=revenue,
         details=details,
+        database_url=database_url,
     )

@@ -871,12 +871,6 @@ feature_watermarks = Table(
     PrimaryKeyConstraint("tenant_id", "feature_table"),
 )
 
-# product statistics read one week's placements per snapshot
-Index(
-    "ix_promotion_placements_tenant_week",
-    promotion_placements.c.tenant_id,
-    promotion_placements.c.week,
-)
 # Feast's materialization reads a time window of a tenant's rows
 Index("ix_customer_behaviour_tenant_ts", customer_behaviour.c.tenant_id,
       customer_behaviour.c.event_timestamp)  # fmt: skip

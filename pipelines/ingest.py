@@ -396,7 +396,7 @@ def ingest_completejourney(
         conn.execute("ANALYZE transactions")
         conn.execute("ANALYZE promotion_placements")
         clock = time.perf_counter()
-        landed = Landed(tenant=tenant, source=SOURCE, transactions=len(txns))
+        landed = Landed(tenant=tenant, source=SOURCE, transactions=len(txns), database_url=url)
         hooks.in_transaction(conn, landed)
         summary.seconds["rollups"] = time.perf_counter() - clock
         conn.execute(

@@ -292,7 +292,12 @@ def import_file(
             result.written = _write(conn, frames, tenant, tick)
             txns = frames["transactions"]
             landed = hooks.sales_landed(
-                tenant, "file", txns["transaction_timestamp"], txns["store_id"], txns["total_sales"]
+                tenant,
+                "file",
+                txns["transaction_timestamp"],
+                txns["store_id"],
+                txns["total_sales"],
+                database_url=url,
             )
             hooks.in_transaction(conn, landed)
             counts = {**result.written, "accepted": result.accepted,

@@ -204,7 +204,12 @@ class StreamConsumer:
             )
             if result.inserted:
                 landed = hooks.sales_landed(
-                    self.cfg.tenant, "stream", result.times, result.stores, result.sales
+                    self.cfg.tenant,
+                    "stream",
+                    result.times,
+                    result.stores,
+                    result.sales,
+                    database_url=self.cfg.database_url,
                 )
                 hooks.in_transaction(conn, landed)
             as_of = _as_of(result.newest)
@@ -270,13 +275,21 @@ class StreamConsumer:
         if result.inserted:
             hooks.after_commit(
                 hooks.sales_landed(
-                    self.cfg.tenant, "stream", result.times, result.stores, result.sales
+                    self.cfg.tenant,
+                    "stream",
+                    result.times,
+                    result.stores,
+                    result.sales,
+                    database_url=self.cfg.database_url,
                 ),
                 bootstrap=self.cfg.bootstrap,
             )
         if batch.inventory:
             hooks.inventory_moved(
-                self.cfg.tenant, list(batch.inventory.values()), bootstrap=self.cfg.bootstrap
+                self.cfg.tenant,
+                list(batch.inventory.values()),
+                bootstrap=self.cfg.bootstrap,
+                database_url=self.cfg.database_url,
             )
         s = self.stats
         s.messages += len(records)

@@ -281,8 +281,9 @@ CurrentUser = Annotated[Principal, Depends(require_principal)]
 
 
 class AuditMiddleware:
-    """Writes an `http.<METHOD>` audit row for every non-GET request of a signed-in caller
-    (after the response went out; a failing audit write is logged, the request unaffected)."""
+    """Writes an `http.<METHOD>` audit row for every write of a signed-in caller: a non-GET
+    request whose route needs more than a `read:` permission (after the response went out; a
+    failing audit write is logged, the request unaffected)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -304,8 +305,18 @@ class AuditMiddleware:
         finally:
             state = scope.get("state") or {}
             principal = state.get("principal")
-            if principal is not None and not state.get("audited"):
+            if principal is not None and not state.get("audited") and _writes(scope):
                 await _audit_write(scope, state, principal, code)
+
+
+def _writes(scope: Scope) -> bool:
+    """Whether the request's route changes something: a POST that only reads (a prediction,
+    a basket analysis) needs a `read:` permission and is not a write to audit."""
+    conn = HTTPConnection(scope)
+    runtime = getattr(conn.app.state, "auth", None)
+    if runtime is None or scope.get("route") is None:
+        return True
+    return not runtime.permission(conn).startswith("read:")
 
 
 async def _audit_write(scope: Scope, state: dict, principal: Principal, code: int) -> None:

@@ -528,17 +528,27 @@ def test_every_authenticated_write_lands_in_the_audit_log(accounts: Accounts) ->
     client = accounts.app()
     admin = accounts.user("tenant_admin")
     token = accounts.tokens(client, admin)["accessToken"]
-    response = client.post(
+    # a POST that only reads (a prediction) is not a write: no audit row
+    read = client.post(
         "/api/v1/predictions/anomalies/detect",
         json={"from": "2017-01-01", "to": "2017-01-02"},
+        headers=bearer(token),
+    )
+    assert read.status_code == 503
+    assert not accounts.audit(action="http.POST", actor_id=admin.user_id)
+    rule = {"kind": "threshold", "name": "audited", "scope": {"storeIds": ["1"]},
+            "params": {"metric": "baskets", "operator": ">=", "value": 5}}  # fmt: skip
+    response = client.post(
+        "/api/v1/alerts/rules",
+        json=rule,
         headers=bearer(token, **{"User-Agent": "audit-test/1.0"}),
     )
-    assert response.status_code == 503
+    assert response.status_code == 200, response.text
     rows = accounts.audit(action="http.POST", actor_id=admin.user_id)
     assert len(rows) == 1
     row = rows[0]
-    assert row["target"] == "/api/v1/predictions/anomalies/detect"
-    assert row["details"]["status"] == 503 and row["outcome"] == "error"
+    assert row["target"] == "/api/v1/alerts/rules"
+    assert row["details"]["status"] == 200 and row["outcome"] == "ok"
     assert row["ip"] == "testclient" and row["user_agent"] == "audit-test/1.0"
     assert row["actor_role"] == "tenant_admin" and row["request_id"]
     logins = accounts.audit(action="login", outcome="ok", actor_id=admin.user_id)

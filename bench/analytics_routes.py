@@ -1,7 +1,7 @@
 """Analytics routes on full Complete Journey: p50/p99 uncached and cached, beside the raw scan.
 
 Needs an empty database and a Redis: `RETAILPULSE_DATABASE_URL=postgresql://…/fresh_db
-RETAILPULSE_REDIS_URL=redis://…/10 RETAILPULSE_HOME=$(mktemp -d) python bench/analytics.py`.
+RETAILPULSE_REDIS_URL=redis://…/10 RETAILPULSE_HOME=$(mktemp -d) python bench/analytics_routes.py`.
 Loads all of Complete Journey (the ingest rebuilds the rollups inside its transaction: that
 stage's time is the full rebuild), times an incremental refresh of one day, then calls each
 route through the real app (httpx ASGI transport, in process): uncached (the tenant's cache
@@ -15,25 +15,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This script shares its name with the package it measures: drop bench/ from the import path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from datetime import timedelta  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from datetime import timedelta
+from typing import Any
 
-import httpx  # noqa: E402
+import httpx
 
-from analytics import raw, rollups  # noqa: E402
-from analytics.cache import invalidate  # noqa: E402
-from core.db import connect  # noqa: E402
-from core.events import Landed  # noqa: E402
-from core.settings import get_settings  # noqa: E402
+from analytics import raw, rollups
+from analytics.cache import invalidate
+from core.db import connect
+from core.events import Landed
+from core.settings import get_settings
 
 
 def _pct(samples: list[float], q: float) -> float:
