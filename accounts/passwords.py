@@ -19,7 +19,7 @@ def _hasher_for(time_cost: int, memory_kib: int, parallelism: int) -> PasswordHa
 
 
 def hasher() -> PasswordHasher:
-    """The argon2id hasher with the settings' cost (defaults: argon2-cffi's RFC 9106 profile)."""
+    """The argon2id hasher with the settings' cost (defaults: OWASP's 19 MiB, 2 passes, 1 lane)."""
     s = get_settings()
     return _hasher_for(s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism)
 

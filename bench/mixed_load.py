@@ -12,7 +12,7 @@ highest rate with 0 errors and the rate actually reached; that rate is then held
 
 The bench raises the platform's abuse limits for its own run (per-IP sign-in throttle, per-user
 and per-IP rate limits): it measures capacity, not throttling. Sign-ins use the default argon2id
-cost (64 MiB, 3 passes). Needs the tenant's champions and warehouse (`make demo` first).
+cost (19 MiB, 2 passes, 1 lane). Needs the tenant's champions and warehouse (`make demo` first).
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def _clear_redis_keys(patterns: tuple[str, ...]) -> None:
 
 @pytest.fixture
 def accounts(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Accounts]:
-    """Cheap argon2 (tests only: the default stays RFC 9106's), no login throttle unless a
+    """Cheap argon2 (tests only: the default stays OWASP's), no login throttle unless a
     test sets one, and two fresh tenants."""
     from core.settings import get_settings
 
