@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# ~25 s each: in `make test-all` (the default run stays under 20 minutes on 2 cores)
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from kafka import KafkaProducer
 from core.services import EmbeddedKafka, free_port, spawn, terminate
 from pipelines.stream_consumer import ConsumeConfig, StreamConsumer, ensure_topics
 
-pytestmark = pytest.mark.integration
+# ~25 s each: in `make test-all` (the default run stays under 20 minutes on 2 cores)
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 T0 = datetime(2017, 5, 6, 10, 0, tzinfo=UTC)
 
 
