@@ -32,12 +32,12 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core import events
 from core.bulk import copy_frame, upsert_frame
 from core.db import connect
 from core.events import Landed
 from core.partitions import attach, can_bulk_attach, create_detached
 from core.tenants import validate_tenant
-from pipelines import hooks
 from pipelines.ingest_campaigns import load_campaign_households
 from pipelines.validation import validate_line_items
 
@@ -397,7 +397,7 @@ def ingest_completejourney(
         conn.execute("ANALYZE promotion_placements")
         clock = time.perf_counter()
         landed = Landed(tenant=tenant, source=SOURCE, transactions=len(txns), database_url=url)
-        hooks.in_transaction(conn, landed)
+        events.in_transaction(conn, landed)
         summary.seconds["rollups"] = time.perf_counter() - clock
         conn.execute(
             "INSERT INTO ingest_runs (tenant_id, source, scope, counts) VALUES (%s, %s, %s, %s)"
@@ -405,7 +405,7 @@ def ingest_completejourney(
             " finished_at = now()",
             (tenant, SOURCE, scope, psycopg.types.json.Jsonb(summary.written)),
         )
-    hooks.after_commit(landed)
+    events.after_commit(landed)
     return summary
 
 

@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from core import events
 from core.bulk import copy_frame, upsert_frame
 from core.db import connect
 from core.errors import ValidationFailed
 from core.partitions import attach, can_bulk_attach, create_detached
 from core.settings import get_settings
 from core.tenants import validate_tenant
-from pipelines import hooks
 from pipelines.import_report import FileResult, ImportSummary, write_report
 from pipelines.ingest import ITEM_COLUMNS, PARTITIONED, TXN_COLUMNS
 from pipelines.mapping import Mapping, read_source
@@ -291,7 +291,7 @@ def import_file(
             frames = _frames(checked, ~rejected & ~dup, mapping, tenant)
             result.written = _write(conn, frames, tenant, tick)
             txns = frames["transactions"]
-            landed = hooks.sales_landed(
+            landed = events.sales_landed(
                 tenant,
                 "file",
                 txns["transaction_timestamp"],
@@ -299,7 +299,7 @@ def import_file(
                 txns["total_sales"],
                 database_url=url,
             )
-            hooks.in_transaction(conn, landed)
+            events.in_transaction(conn, landed)
             counts = {**result.written, "accepted": result.accepted,
                       "rejected": result.rejected, "duplicates": result.duplicates}  # fmt: skip
             conn.execute(
@@ -310,7 +310,7 @@ def import_file(
                  psycopg.types.json.Jsonb(counts)),
             )  # fmt: skip
     if landed is not None:
-        hooks.after_commit(landed)
+        events.after_commit(landed)
     result.stages["write_commit"] = round(
         time.perf_counter() - clock - result.stages["warehouse_rules"], 3
     )

@@ -26,6 +26,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError
 from pydantic import BaseModel, ConfigDict, Field
 
+from core import events
 from core.bus import ensure_topics
 from core.db import libpq_url
 from integrations.messages import (
@@ -38,7 +39,6 @@ from integrations.messages import (
     parse,
 )
 from integrations.warehouse import BatchResult, ensure_tenant_partitions, write_batch
-from pipelines import hooks
 from pipelines.stream_features import OnlineRfmWriter, rfm_for_customers
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ class StreamConsumer:
                 inventory=list(batch.inventory.values()),
             )
             if result.inserted:
-                landed = hooks.sales_landed(
+                landed = events.sales_landed(
                     self.cfg.tenant,
                     "stream",
                     result.times,
@@ -211,7 +211,7 @@ class StreamConsumer:
                     result.sales,
                     database_url=self.cfg.database_url,
                 )
-                hooks.in_transaction(conn, landed)
+                events.in_transaction(conn, landed)
             as_of = _as_of(result.newest)
             rows = rfm_for_customers(
                 conn, tenant=self.cfg.tenant, customers=result.customers, as_of=as_of
@@ -273,8 +273,8 @@ class StreamConsumer:
             log.warning("offsets not committed (%s); the batch is written and a re-read of it "
                         "changes nothing", exc)  # fmt: skip
         if result.inserted:
-            hooks.after_commit(
-                hooks.sales_landed(
+            events.after_commit(
+                events.sales_landed(
                     self.cfg.tenant,
                     "stream",
                     result.times,
@@ -285,7 +285,7 @@ class StreamConsumer:
                 bootstrap=self.cfg.bootstrap,
             )
         if batch.inventory:
-            hooks.inventory_moved(
+            events.inventory_moved(
                 self.cfg.tenant,
                 list(batch.inventory.values()),
                 bootstrap=self.cfg.bootstrap,

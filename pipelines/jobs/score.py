@@ -21,10 +21,10 @@ from typing import Any
 
 import pandas as pd
 
+from core import events
 from core.errors import ModelNotReady, NotFoundError, ValidationFailed
 from core.events import Landed
 from core.settings import get_settings
-from pipelines import hooks
 
 # `retailpulse score <target>` → the registered model it scores.
 TARGETS = {
@@ -238,7 +238,7 @@ def score_model(
         )
     finally:
         client.close()
-    hooks.after_commit(
+    events.after_commit(
         Landed(
             tenant=tenant,
             source="score",

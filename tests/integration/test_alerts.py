@@ -18,12 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from alerts import engine, notify
-from core import webhooks
+from core import events, webhooks
 from core.events import Landed
 from core.predictions import replace_predictions
 from integrations.messages import BasketMessage
 from integrations.warehouse import write_batch
-from pipelines import hooks
 from serving.app import create_api
 from serving.deps import Backends, store_scope
 
@@ -123,7 +122,7 @@ def _land(url: str, baskets: list, tenant: str = TENANT) -> None:
     """One stream batch as the consumer writes it: committed, then the after-commit hooks."""
     with psycopg.connect(url) as conn, conn.transaction():
         result = write_batch(conn, tenant=tenant, baskets=baskets, inventory=[])
-    hooks.after_commit(hooks.sales_landed(tenant, "stream", result.times, result.stores))
+    events.after_commit(events.sales_landed(tenant, "stream", result.times, result.stores))
     assert notify.drain(timeout=60)
 
 

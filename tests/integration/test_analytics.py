@@ -125,13 +125,13 @@ def _messages(rows):
 
 
 def _write(tenant: str, rows) -> int:
+    from core import events
     from integrations.warehouse import write_batch
-    from pipelines import hooks
 
     with connect() as conn:
         result = write_batch(conn, tenant=tenant, baskets=_messages(rows), inventory=[])
         # from the batch itself: a re-delivery inserts nothing, and refreshing must change nothing
-        landed = hooks.sales_landed(
+        landed = events.sales_landed(
             tenant, "stream", [ts for _, (_, ts, _) in rows], [s for _, (s, _, _) in rows]
         )
         rollups.refresh(conn, landed)
