@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import psycopg
 import redis
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import events
 from core.bus import ensure_topics
 from core.db import libpq_url
+from core.events import Landed
 from integrations.messages import (
     INVENTORY_TOPIC,
     REJECTED_TOPIC,
@@ -170,6 +172,15 @@ def _reject(rec, reason: str, now: datetime) -> RejectedMessage:
     )
 
 
+class _Written(NamedTuple):
+    """What one batch's transaction wrote, and the customers' features to push."""
+
+    result: BatchResult
+    landed: Landed | None  # None: no new basket
+    rows: dict[int, list[float]]
+    as_of: datetime
+
+
 class StreamConsumer:
     """The consume loop; `run()` returns when a stop condition is met."""
 
@@ -193,8 +204,10 @@ class StreamConsumer:
             self._partitions_ready = True
         return self._conn
 
-    def _write(self, batch: _Batch) -> tuple[BatchResult, dict[int, list[float]], datetime]:
+    def _write(self, batch: _Batch) -> _Written:
+        """Merge the batch and read its customers' fresh RFM rows, in one transaction."""
         conn = self._connection()
+        landed = None
         with conn.transaction():
             result = write_batch(
                 conn,
@@ -216,11 +229,9 @@ class StreamConsumer:
             rows = rfm_for_customers(
                 conn, tenant=self.cfg.tenant, customers=result.customers, as_of=as_of
             )
-        return result, rows, as_of
+        return _Written(result, landed, rows, as_of)
 
-    def _write_with_retry(
-        self, consumer: KafkaConsumer, batch: _Batch
-    ) -> tuple[BatchResult, dict[int, list[float]], datetime]:
+    def _write_with_retry(self, consumer: KafkaConsumer, batch: _Batch) -> _Written:
         """Write the batch; while the database is down, wait (partitions paused) and retry."""
         delay = self.cfg.retry_backoff_s
         paused = False
@@ -263,7 +274,7 @@ class StreamConsumer:
     def process(self, consumer: KafkaConsumer, records: list) -> None:
         """Handle one poll's records end to end, committing offsets last."""
         batch = _Batch(records, self.cfg.transactions_topic)
-        result, rows, as_of = self._write_with_retry(consumer, batch)
+        result, landed, rows, as_of = self._write_with_retry(consumer, batch)
         pushed = self._writer.write(rows, as_of)
         done = time.time()
         self._publish_rejects(batch.rejects)
@@ -272,18 +283,8 @@ class StreamConsumer:
         except CommitFailedError as exc:  # the group rebalanced (e.g. the broker restarted)
             log.warning("offsets not committed (%s); the batch is written and a re-read of it "
                         "changes nothing", exc)  # fmt: skip
-        if result.inserted:
-            events.after_commit(
-                events.sales_landed(
-                    self.cfg.tenant,
-                    "stream",
-                    result.times,
-                    result.stores,
-                    result.sales,
-                    database_url=self.cfg.database_url,
-                ),
-                bootstrap=self.cfg.bootstrap,
-            )
+        if landed is not None:
+            events.after_commit(landed, bootstrap=self.cfg.bootstrap)
         if batch.inventory:
             events.inventory_moved(
                 self.cfg.tenant,
