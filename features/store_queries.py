@@ -2,8 +2,9 @@
 
 Repository functions take a psycopg connection and keyword-only arguments; every query carries
 `tenant_id`. `Warehouse` is what the ingress holds: one lazily opened autocommit connection
-whose calls run in a worker thread, so an async route never blocks its event loop on
-PostgreSQL, and a warehouse that does not answer becomes a 503 naming it.
+pool of autocommit connections whose calls run in worker threads, so an async route never
+blocks its event loop on PostgreSQL, concurrent requests do not queue behind one connection,
+and a warehouse that does not answer becomes a 503 naming it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from core.errors import ServiceUnavailable
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 3
+POOL_SIZE = 4  # per app (replica): anyio's thread pool is 40, PostgreSQL's default 100 clients
 
 
 def top_selling_products(
@@ -76,40 +78,64 @@ def on_hand_levels(
 
 
 class Warehouse:
-    """The ingress's warehouse reads: one connection, calls serialized, run off the loop."""
+    """The ingress's warehouse reads: a small pool of autocommit connections (opened lazily,
+    at most `size` at once; a caller past that waits for a free one), calls run off the loop.
 
-    def __init__(self, url: str | None = None) -> None:
+    One connection per app made every analytics, alert and covariate query of a replica wait
+    for the one before it."""
+
+    def __init__(self, url: str | None = None, *, size: int = POOL_SIZE) -> None:
         self._url = url
-        self._conn: psycopg.Connection | None = None
-        self._lock = threading.Lock()
+        self._idle: list[psycopg.Connection] = []
+        self._slots = threading.BoundedSemaphore(size)
+        self._guard = threading.Lock()
+        self.size = size
 
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            from core.db import libpq_url
+    def _open(self) -> psycopg.Connection:
+        from core.db import libpq_url
 
-            url = self._url
-            if url is None:
-                from core.services import get_endpoints
+        url = self._url
+        if url is None:
+            from core.services import get_endpoints
 
-                url = get_endpoints(start=False).database_url
-            self._conn = psycopg.connect(
-                libpq_url(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-            )
-        return self._conn
+            url = get_endpoints(start=False).database_url
+        return psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+
+    def _take(self) -> psycopg.Connection:
+        with self._guard:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed and not conn.broken:
+                    return conn
+        return self._open()
+
+    def _give(self, conn: psycopg.Connection) -> None:
+        if conn.closed or conn.broken:
+            return
+        with self._guard:
+            self._idle.append(conn)
 
     def call(self, fn: Callable[..., T], **kwargs: Any) -> T:
         """`fn(connection, **kwargs)`; PostgreSQL unreachable → ServiceUnavailable."""
-        with self._lock:
+        with self._slots:
+            conn = None
             try:
-                return fn(self._connection(), **kwargs)
+                conn = self._take()
+                result = fn(conn, **kwargs)
             except psycopg.OperationalError as exc:
-                if self._conn is not None:
-                    self._conn.close()
+                if conn is not None:
+                    conn.close()
                 raise ServiceUnavailable(
                     f"the warehouse (PostgreSQL) does not answer: {str(exc).strip()[:200]}",
                     details={"service": "postgres"},
                     retry_after=5,
                 ) from exc
+            except BaseException:
+                if conn is not None:
+                    self._give(conn)
+                raise
+            self._give(conn)
+            return result
 
     async def run(self, fn: Callable[..., T], **kwargs: Any) -> T:
         """`call` in a worker thread."""
@@ -125,5 +151,7 @@ class Warehouse:
         return await self.run(on_hand_levels, **kwargs)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        with self._guard:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()

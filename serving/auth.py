@@ -16,8 +16,8 @@ route's permission in `accounts.permissions` (method + path template; families b
   on every non-public route answers 401.
 - with a principal: a role without the route's permission gets 403, and a non-super-admin
   naming another tenant in X-Tenant-ID gets 403.
-- WebSocket connections pass through: `/ws` verifies its `?token=` with `authenticate_token`
-  (browsers cannot send headers on a WebSocket) and closes with its own codes.
+- WebSocket connections pass through: `/ws` verifies its `?token=` with the same runtime's
+  `verify_token` (browsers cannot send headers on a WebSocket) and closes with its own codes.
 
 `AuditMiddleware` records every non-GET request of an authenticated caller in `audit_log`
 (method, path, status, who, from where), unless the route recorded its own richer row.
@@ -187,18 +187,6 @@ class AuthRuntime:
                     details={"limit": limit, "window_s": s.rate_limit_window_s, "per": which},
                 )
         return principal
-
-
-_standalone: AuthRuntime | None = None
-
-
-async def authenticate_token(token: str) -> Principal:
-    """Verify a bare access token (signature, expiry, live session) outside an HTTP request,
-    e.g. the WebSocket's `?token=`; Unauthorized (401) if it fails."""
-    global _standalone
-    if _standalone is None:
-        _standalone = AuthRuntime(get_settings())
-    return await _standalone.verify_token(token)
 
 
 def runtime(app: Any) -> AuthRuntime:

@@ -27,7 +27,6 @@ from core.settings import get_settings
 from core.tenants import validate_tenant
 from features.catalog import FeatureViewSpec, feast_project
 from features.online import AsyncOnlineReader
-from serving import auth
 from serving.auth import AuthDep
 
 
@@ -178,12 +177,6 @@ async def get_principal(principal: AuthDep) -> Principal | None:
 
 
 PrincipalDep = Annotated[Principal | None, Depends(get_principal)]
-
-
-async def authenticate_token(token: str) -> Principal:
-    """The principal of a bare access token (e.g. a WebSocket's `?token=`): signature, expiry
-    and live session checked; Unauthorized (401) otherwise."""
-    return await auth.authenticate_token(token)
 
 
 async def get_tenant(

@@ -30,8 +30,8 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from core.bus import CHANNELS
 from core.errors import RetailPulseError
-from core.settings import get_settings
 from core.tenants import validate_tenant
+from serving import auth
 from serving.live import Client, LiveHub
 
 router = APIRouter(tags=["live"])
@@ -58,14 +58,13 @@ def get_hub(websocket: WebSocket) -> LiveHub:
 
 async def _identify(websocket: WebSocket, token: str | None, tenant: str | None) -> Client:
     """The connection's tenant and store scope, from its token (or anonymous when allowed)."""
+    rt = auth.runtime(websocket.app)  # the same settings snapshot as the HTTP routes
     if token:
-        from serving.deps import authenticate_token
-
-        principal = await authenticate_token(token)
+        principal = await rt.verify_token(token)
         if tenant and tenant != principal.tenant and not principal.can("manage:tenants"):
             raise PermissionError(f"tenant {tenant!r} is not yours")
         return Client(tenant=tenant or principal.tenant, stores=principal.stores)
-    if get_settings().auth_required:
+    if rt.auth_required:
         raise PermissionError("a token is required: connect to /ws?token=<access token>")
     backends = websocket.app.state.backends
     return Client(

@@ -209,15 +209,28 @@ def test_a_store_manager_hears_only_their_stores(accounts, service_env):
 
 
 def test_tokens_are_checked_and_required_when_auth_is(accounts, monkeypatch):
+    """Bad and foreign tokens are refused whatever the setting; with authentication required
+    an anonymous connection is too. The WebSocket reads the same settings snapshot as the
+    HTTP routes (the app's auth runtime): an app built before the flip keeps its setting."""
     from core.settings import get_settings
 
     analyst = accounts.user("analyst")
+    monkeypatch.setenv("RETAILPULSE_AUTH_REQUIRED", "false")
+    get_settings.cache_clear()
     with accounts.app() as client:
         token = accounts.tokens(client, analyst)["accessToken"]
         assert _closed_with(client, "/ws?token=not-a-jwt") == 4401
         assert _closed_with(client, f"/ws?token={token}&tenant={accounts.other_tenant}") == 4403
+        with client.websocket_connect("/ws") as ws:  # anonymous is allowed when not required
+            assert _subscribe(ws, "alerts.new")["type"] == "subscribed"
         monkeypatch.setenv("RETAILPULSE_AUTH_REQUIRED", "true")
         get_settings.cache_clear()
+        with client.websocket_connect("/ws") as ws:  # this app's runtime still says optional
+            assert _subscribe(ws, "alerts.new")["type"] == "subscribed"
+        client.app.state.live_hub.stop()
+    with accounts.app() as client:
         assert _closed_with(client, "/ws") == 4401
+        assert client.get("/api/v1/analytics/trends").status_code == 401  # HTTP agrees
         with client.websocket_connect(f"/ws?token={token}") as ws:
             assert _subscribe(ws, "alerts.new")["type"] == "subscribed"
+        client.app.state.live_hub.stop()

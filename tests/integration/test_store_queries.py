@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 import anyio
+import psycopg
 import pytest
 
 from core.db import connect
@@ -92,5 +93,42 @@ def test_warehouse_runs_off_the_loop_and_an_unreachable_server_is_a_503() -> Non
         down = Warehouse("postgresql://postgres@127.0.0.1:1/none")
         with pytest.raises(ServiceUnavailable, match="PostgreSQL"):
             await down.usual_store_customers(tenant="t", store_id="1", limit=5)
+
+    anyio.run(main)
+
+
+def test_warehouse_pool_serves_concurrent_calls_on_separate_connections() -> None:
+    """Concurrent calls must not queue on one connection: three calls that each wait for the
+    other two inside their connection can only all finish if each holds its own. A failed
+    query hands its (still healthy) connection back; `size` bounds the connections."""
+    import threading
+
+    together = threading.Barrier(3, timeout=10)
+
+    def meet_then_pid(conn) -> int:
+        together.wait()
+        return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+    def fail(conn) -> None:
+        conn.execute("SELECT 1/0")
+
+    async def main() -> None:
+        wh = Warehouse(get_settings().database_url, size=3)
+        try:
+            async with anyio.create_task_group() as tg:
+                pids: list[int] = []
+
+                async def one() -> None:
+                    pids.append(await wh.run(meet_then_pid))
+
+                for _ in range(3):
+                    tg.start_soon(one)
+            assert len(set(pids)) == 3
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                await wh.run(fail)
+            again = await wh.run(lambda conn: conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+            assert again in pids  # reused from the pool, not a fourth connection
+        finally:
+            wh.close()
 
     anyio.run(main)
