@@ -46,9 +46,10 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = Field(default=5.0, gt=0, description="Seconds per SMTP operation")
     # Accounts and API security (accounts/, serving/auth.py): RETAILPULSE_AUTH_*, _JWT_*, ...
     auth_required: bool = Field(
-        default=False,
-        description="Every non-public route needs a bearer token (off: anonymous requests act "
-        "as the X-Tenant-ID / default tenant; a request carrying a token is always verified)",
+        default=True,
+        description="Every non-public route needs a bearer token (false, for a trusted network "
+        "or a private demo only: anonymous requests act as the X-Tenant-ID / default tenant; a "
+        "request carrying a token is always verified)",
     )
     jwt_secret: SecretStr | None = Field(
         default=None,

@@ -154,8 +154,11 @@ def demo(
     base = served.url
 
     def call_api() -> None:
+        from pipelines.demo_platform import sign_in
+
         customer = _sample_customer(ep.database_url, tenant)
         with httpx.Client(base_url=base, timeout=60) as http:
+            http.headers["Authorization"] = f"Bearer {sign_in(http, tenant)}"
             for path in (
                 "/healthz",
                 "/api/v1/analytics/customers/segments",

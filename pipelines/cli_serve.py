@@ -82,6 +82,10 @@ def where(served: Served, dashboard: str | None) -> None:
         f"Churn risk:          POST {base}/api/v1/predictions/churn/analyze",
         f"Sales anomalies:     POST {base}/api/v1/predictions/anomalies/detect",
         f"Health:              {base}/healthz",
+        "Sign in:             POST /api/v1/users/login (or `retailpulse users token`), then "
+        "send `Authorization: Bearer <token>`"
+        if get_settings().auth_required
+        else "Authentication:      OFF (RETAILPULSE_AUTH_REQUIRED=false): anonymous calls accepted",
         f"Ray dashboard:       {dashboard or 'see `ray status` on the cluster'}",
         "MLflow UI:           run `retailpulse mlflow-ui`, then open http://127.0.0.1:5000",
     ]

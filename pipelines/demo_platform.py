@@ -152,24 +152,31 @@ def _report(http: httpx.Client, headers: dict[str, str], fmt: str, out_dir: Path
     return path
 
 
+def sign_in(http: httpx.Client, tenant: str) -> str:
+    """An access token of the demo admin (the account is created on the first run)."""
+    home = get_settings().home_dir
+    password, created = _admin_password(home)
+    if created:
+        console.print(
+            f"admin {ADMIN_EMAIL} created (super admin; password in {home / 'demo-admin.json'});"
+            f" a token from the shell: "
+            f"`retailpulse users token --email {ADMIN_EMAIL} --password-stdin`"
+        )
+    login = http.post("/api/v1/users/login",
+                      json={"email": ADMIN_EMAIL, "password": password},
+                      headers={"X-Tenant-ID": tenant})  # fmt: skip
+    login.raise_for_status()
+    console.print(f"[bold]POST /api/v1/users/login[/] → {login.status_code} (bearer token)")
+    return login.json()["data"]["accessToken"]
+
+
 def platform_tour(base_url: str, *, tenant: str, stream_tenant: str) -> dict[str, Any]:
     """The tour (see the module docstring); returns what it saw."""
     home = get_settings().home_dir
-    password, created = _admin_password(home)
-    console.print(
-        f"admin {ADMIN_EMAIL} {'created' if created else 'exists'} (super admin; password in "
-        f"{home / 'demo-admin.json'}); a token from the shell: "
-        f"`retailpulse users token --email {ADMIN_EMAIL} --password-stdin`"
-    )
     seen: dict[str, Any] = {}
     with httpx.Client(base_url=base_url, timeout=60) as http:
-        login = http.post("/api/v1/users/login",
-                          json={"email": ADMIN_EMAIL, "password": password},
-                          headers={"X-Tenant-ID": tenant})  # fmt: skip
-        login.raise_for_status()
-        token = login.json()["data"]["accessToken"]
+        token = sign_in(http, tenant)
         auth = {"Authorization": f"Bearer {token}"}
-        console.print(f"[bold]POST /api/v1/users/login[/] → {login.status_code} (bearer token)")
         _show(http.get("/api/v1/users/me", headers=auth), "GET /api/v1/users/me")
 
         # analytics of the main tenant: the second call of a route is served from the cache

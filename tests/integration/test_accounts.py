@@ -302,10 +302,16 @@ def test_per_user_rate_limit_answers_429_with_retry_after(
     assert client.get("/api/v1/users/me", headers=bearer(other)).status_code == 200
 
 
-def test_auth_required_turns_anonymous_calls_into_401(
+def test_by_default_anonymous_calls_get_401(
     accounts: Accounts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _setting(monkeypatch, auth_required="true")
+    """The shipped default (no RETAILPULSE_AUTH_REQUIRED: the suite's conftest turns it off
+    for route-logic tests) requires a bearer token on every non-public route."""
+    from core.settings import Settings, get_settings
+
+    monkeypatch.delenv("RETAILPULSE_AUTH_REQUIRED", raising=False)
+    get_settings.cache_clear()
+    assert Settings().auth_required is True
     client = accounts.app()
     anonymous = client.post(
         "/api/v1/predictions/anomalies/detect", json={"from": "2017-01-01", "to": "2017-01-02"}

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import httpx
 import pytest
 
 # ~25 s each: in `make test-all` (the default run stays under 20 minutes on 2 cores)
@@ -15,11 +16,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def served(sample_warehouse):
+def served(sample_warehouse, monkeypatch):
     import uvicorn
 
+    from core.settings import get_settings
     from serving.app import create_api
     from serving.deps import Backends
+
+    monkeypatch.delenv("RETAILPULSE_AUTH_REQUIRED")  # the shipped default: tokens required
+    get_settings.cache_clear()
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -48,6 +53,7 @@ def test_tour_signs_in_alerts_live_and_writes_reports(served, monkeypatch):
     monkeypatch.setenv("RETAILPULSE_ARGON2_MEMORY_KIB", "64")
     get_settings.cache_clear()
     seen = platform_tour(served, tenant="default", stream_tenant="tour-stream")
+    assert httpx.get(f"{served}/api/v1/analytics/trends").status_code == 401  # tokens required
     alert = seen["alerts.new"]
     assert alert is not None, "no alert reached the WebSocket"
     assert alert["payload"]["tenant"] == "tour-stream" and alert["stores"] == ["demo-1"]
