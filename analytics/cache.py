@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -60,16 +61,18 @@ def _redis_url() -> str | None:
     return get_endpoints(start=False).redis_url or None
 
 
+@lru_cache(maxsize=8)
+def _sync_client(url: str) -> redis.Redis:
+    """One client (a connection pool: thread-safe, reset after a fork) per Redis URL."""
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+
 def invalidate(landed: Landed, url: str | None = None) -> None:
     """Drop the tenant's cached analytics answers (bump its generation)."""
     url = url or _redis_url()
     if not url:
         return
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        client.incr(generation_key(landed.tenant))
-    finally:
-        client.close()
+    _sync_client(url).incr(generation_key(landed.tenant))
 
 
 class AnalyticsCache:

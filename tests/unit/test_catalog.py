@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from core.schema import CHURN_FEATURES, customer_churn_features
+from core.schema.features import CHURN_FEATURES, customer_churn_features
 from features.catalog import CUSTOMER_CHURN, FEATURE_SERVICES, FEATURE_VIEWS
 from features.churn import FEATURE_NAMES
 from training.specs import MODELS
