@@ -19,10 +19,11 @@ MACHINE_PG = "postgresql://postgres@127.0.0.1:5432"
 # a parallel run (another checkout) may pick another Redis database
 MACHINE_REDIS_DB = int(os.environ.get("RP_TEST_REDIS_DB", "13"))
 SAMPLE_HOUSEHOLDS = 100
-# The shipped default requires a bearer token on every data route (test_accounts.py checks
-# it). The route-logic tests call those routes anonymously, so the suite runs with it
-# off; the authentication tests (tests/integration/test_accounts*.py, the route × role matrix,
-# the platform tour, /ws) switch it on themselves. Subprocesses and Ray workers inherit this.
+# The shipped default requires a bearer token on every data route (test_access.py checks
+# it). The route-logic tests call those routes anonymously, so the suite runs with it off; the
+# authentication tests (test_signin.py, test_access.py, test_accounts.py, the route × role
+# matrix, the platform tour, /ws) switch it on themselves. Subprocesses and Ray workers inherit
+# this.
 os.environ["RETAILPULSE_AUTH_REQUIRED"] = "false"
 
 
