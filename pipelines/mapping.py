@@ -273,12 +273,7 @@ def read_source(path: str | Path, mapping: Mapping) -> tuple[pd.DataFrame, list[
                 f" — the file split into one column with delimiter"
                 f" {frame.attrs.get('delimiter')!r}; is the delimiter wrong?"
             )
-        listed = ", ".join(f"{col!r} (for {field})" for field, col in missing.items())
-        raise SourceError(
-            f"{path.name}: mapping {mapping.name!r} names column(s) the file lacks: {listed}."
-            f" The file has: {', '.join(map(repr, have[:30]))}{hint}",
-            details={"missing": missing, "columns": have[:100]},
-        )
+        raise _lacks(path.name, mapping, missing, have, hint)
     if malformed and kind == "csv":  # name the transaction a broken row belonged to, if it can
         position = list(frame.columns).index(wanted["transaction_id"])
         delimiter = frame.attrs.get("delimiter", ",")
@@ -288,3 +283,26 @@ def read_source(path: str | Path, mapping: Mapping) -> tuple[pd.DataFrame, list[
     out = pd.DataFrame({field: frame[col] for field, col in wanted.items()})
     out["_row"] = frame["_row"].to_numpy()
     return out.reset_index(drop=True), malformed
+
+
+def _lacks(label: str, mapping: Mapping, missing: dict, have: list, hint: str = "") -> SourceError:
+    listed = ", ".join(f"{col!r} (for {field})" for field, col in missing.items())
+    return SourceError(
+        f"{label}: mapping {mapping.name!r} names column(s) the file lacks: {listed}."
+        f" The file has: {', '.join(map(repr, have[:30]))}{hint}",
+        details={"missing": missing, "columns": have[:100]},
+    )
+
+
+def map_frame(frame: pd.DataFrame, mapping: Mapping, *, label: str = "source") -> pd.DataFrame:
+    """An in-memory source (a data set a loader already holds) under the mapping's field names,
+    as `read_source` returns a file; `_row` is kept when the frame has it, else the record
+    number from 1. Typed columns (ints, floats, datetimes) are parsed without a text round trip.
+    """
+    wanted = mapping.source_columns()
+    missing = {field: col for field, col in wanted.items() if col not in frame.columns}
+    if missing:
+        raise _lacks(label, mapping, missing, [c for c in frame.columns if c != "_row"])
+    out = {field: frame[col].to_numpy() for field, col in wanted.items()}
+    out["_row"] = frame["_row"].to_numpy() if "_row" in frame else np.arange(1, len(frame) + 1)
+    return pd.DataFrame(out, copy=False)  # no block consolidation: ~1 s on 1.47M rows

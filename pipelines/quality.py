@@ -69,6 +69,8 @@ def strings(series: pd.Series) -> pa.ChunkedArray:
         out = out if isinstance(out, pa.ChunkedArray) else pa.chunked_array([out])
         if pa.types.is_string(out.type) or pa.types.is_large_string(out.type):
             return out
+    if pd.api.types.is_integer_dtype(series.dtype):  # typed ids (an in-memory source): in C
+        return pa.chunked_array([pa.Array.from_pandas(series).cast(pa.string())])
     values = series.to_numpy(dtype=object, na_value=None)
     if pd.api.types.is_float_dtype(series.dtype):  # a numeric export of integer codes
         values = [None if v is None or v != v else (str(int(v)) if v == int(v) else str(v))
@@ -304,16 +306,40 @@ def check_rows(frame: pd.DataFrame, mapping: Mapping, *, now: dt.datetime | None
         rows["store"] = np.where(store < 0, len(out.stores) - 1, store)
     _duplicates_and_lines(out, frame, mapping)
     ok = ~out.rejected_mask() & ~out.duplicate_mask()
-    txn = rows["transaction_id"].to_numpy()[ok]
+    group = _group_codes(rows["transaction_id"].to_numpy()[ok])
     for what, fld in (("store", "store_id"), ("customer_id", "customer_id")):
         values = rows[what].to_numpy()[ok]
-        first = pd.Series(values).groupby(txn).transform("first").to_numpy()
+        first = values[_first_rows(group)][group]  # each line's transaction's first value
         mixed = np.zeros(len(rows), dtype=bool)
         mixed[np.flatnonzero(ok)] = values != first
         out.flag(mixed, fld, "inconsistent_transaction", what=fld.removesuffix("_id") + "s")
     out.reject_siblings()
     _amounts(rows)
     return out
+
+
+def _group_codes(keys: np.ndarray) -> np.ndarray:
+    """Dense group numbers of `keys` in order of first appearance (one hash pass; a pandas
+    groupby per aggregate factorizes again each time: ~1.4 s on 1.47M lines)."""
+    return pd.factorize(keys)[0]
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """Row of each group's first line (codes numbered in order of first appearance)."""
+    first = np.empty(codes.max(initial=-1) + 1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write is the first row
+    return first
+
+
+def _position_in_group(codes: np.ndarray) -> np.ndarray:
+    """0-based position of each row among its group's rows, in row order (groupby cumcount)."""
+    order = np.argsort(codes, kind="stable")
+    ranked = codes[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]]) if len(codes) else order
+    sizes = np.diff(np.r_[starts, len(codes)])
+    position = np.empty(len(codes), dtype=np.int64)
+    position[order] = np.arange(len(codes)) - np.repeat(starts, sizes)
+    return position
 
 
 def _returns(out: Checked, frame: pd.DataFrame, mapping: Mapping) -> None:
@@ -352,7 +378,7 @@ def _duplicates_and_lines(out: Checked, frame: pd.DataFrame, mapping: Mapping) -
     if not mapping.columns.line_no:
         txn = rows["transaction_id"].to_numpy()
         numbers = np.full(len(rows), np.nan)
-        numbers[~dup] = pd.Series(txn[~dup]).groupby(txn[~dup]).cumcount().to_numpy() + 1
+        numbers[~dup] = _position_in_group(_group_codes(txn[~dup])) + 1
         rows["line_no"] = numbers
         out.flag(numbers > 32767, "transaction_id", "line_no_range")
 

@@ -17,7 +17,9 @@ def test_sample_counts_match_the_source(sample_warehouse: dict[str, int]) -> Non
     assert sample_warehouse["transactions"] == source["basket_id"].nunique()
     assert sample_warehouse["customers"] == 100
     assert sample_warehouse["stores"] == source["store_id"].nunique()
-    assert sample_warehouse["products"] == 92331  # the whole catalogue, not only what sold
+    catalogue = load_source()["products"]["product_id"]
+    missing = set(source["product_id"]) - set(catalogue)  # sold, not in the catalogue: id only
+    assert sample_warehouse["products"] == len(catalogue) + len(missing)  # not only what sold
 
 
 def test_ingest_twice_changes_nothing(sample_warehouse: dict[str, int]) -> None:
@@ -86,7 +88,7 @@ def test_a_failed_ingest_leaves_nothing_behind(sample_warehouse, monkeypatch) ->
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ingest, "_transactions", broken)  # fails after the items COPY
+    monkeypatch.setattr(ingest, "load_campaign_households", broken)  # after the items COPY
     with pytest.raises(RuntimeError, match="disk on fire"):
         ingest.ingest_completejourney(tenant="doomed", households=2)
     assert set(table_counts(tenant="doomed").values()) == {0}
@@ -94,3 +96,37 @@ def test_a_failed_ingest_leaves_nothing_behind(sample_warehouse, monkeypatch) ->
         from core.partitions import has_own_partition
 
         assert not has_own_partition(conn, "transaction_items", "doomed")
+
+
+def test_bad_lines_are_checked_by_the_mapping_rules_and_reported(
+    sample_warehouse, monkeypatch, tmp_path
+) -> None:
+    """The Complete Journey ingest runs the file import's checks: a bad line rejects its basket,
+    the report names the source row, field and rule, and the rest loads."""
+    import pipelines.ingest as ingest
+
+    real = ingest.load_source
+
+    def damaged(households=None):
+        data = real(households)
+        tx = data["transactions"].copy()
+        tx.loc[tx.index[0], "quantity"] = -3  # no returns in this data: an error
+        tx.loc[tx.index[1], "transaction_timestamp"] = pd.Timestamp("1980-01-01")
+        data["transactions"] = tx
+        return data
+
+    monkeypatch.setattr(ingest, "load_source", damaged)
+    summary = ingest.ingest_completejourney(tenant="damaged", households=2, rejected_dir=tmp_path)
+    source = real(2)["transactions"]
+    bad_baskets = set(source["basket_id"].iloc[:2])
+    bad_lines = int(source["basket_id"].isin(bad_baskets).sum())
+    assert summary.rejected["negative_quantity"] == 1
+    assert summary.rejected["date_out_of_range"] == 1
+    assert sum(summary.rejected.values()) == bad_lines
+    report = pd.read_csv(summary.rejected_file)
+    first = report[report["rule"] == "negative_quantity"].iloc[0]
+    assert (first["row"], first["field"], str(first["value"])) == (source.index[0] + 1,
+                                                                   "quantity", "-3")  # fmt: skip
+    counts = table_counts(tenant="damaged")
+    assert counts["transaction_items"] == len(source) - bad_lines
+    assert counts["transactions"] == source["basket_id"].nunique() - len(bad_baskets)
