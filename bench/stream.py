@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import statistics
 import time
 import uuid
@@ -27,7 +28,11 @@ def _send(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes], ra
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, batch_size=1024 * 1024, acks=1
+        bootstrap_servers=bootstrap,
+        linger_ms=5,
+        batch_size=1024 * 1024,
+        acks=1,
+        compression_type="gzip",
     )
     start = time.perf_counter()
     for i, (key, value) in enumerate(zip(keys, values, strict=True)):
@@ -79,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=None, help="baskets/s (default: max)")
     parser.add_argument("--max-batch", type=int, default=5000)
     parser.add_argument("--baseline-n", type=int, default=300)
+    # The group's patience with a member that has not polled (and tansu's join delay): more
+    # than the consumer's default, so a machine shared with other work cannot starve the loop
+    # into a rebalance (whose re-reads are harmless but cost the run).
+    parser.add_argument("--max-poll-interval-ms", type=int, default=10_000)
     args = parser.parse_args(argv)
 
     endpoints = get_endpoints()
@@ -102,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 group_id=f"bench-{suffix}", transactions_topic=f"bench-tx-{suffix}",
                 inventory_topic=f"bench-inv-{suffix}", rejected_topic=f"bench-rej-{suffix}",
                 max_batch=batch, max_messages=n, track_lag=True,
+                max_poll_interval_ms=args.max_poll_interval_ms,
             )  # fmt: skip
             topics = (cfg.transactions_topic, cfg.inventory_topic, cfg.rejected_topic)
             ensure_topics(cfg.bootstrap, topics)
@@ -142,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
                 "customers_pushed": stats.customers_pushed,
                 "batches": stats.batches,
                 "seconds": round(seconds, 2),
+                "max_batch": args.max_batch,
+                "db_retries": stats.db_retries,
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+                "stage_seconds": {k: round(v, 2) for k, v in stats.stages.items()},
             }
         )
     )

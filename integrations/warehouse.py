@@ -18,38 +18,42 @@ import psycopg
 from psycopg import sql
 
 from core.partitions import can_bulk_attach, partition_name
-from integrations.messages import BasketMessage, InventoryMessage
+from integrations.messages import BasketMessage, InventoryMessage, line_totals
 
 PARTITIONED = ("transactions", "transaction_items")
 
 _TEMP = """
 CREATE TEMP TABLE IF NOT EXISTS _stream_tx (
     transaction_id bigint, customer_id bigint, store_id text, transaction_timestamp timestamptz,
-    week smallint, item_count integer, total_sales numeric(12,2), total_discount numeric(12,2)
+    week smallint, item_count integer, total_sales float8, total_discount float8
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS _stream_items (
     transaction_id bigint, line_no smallint, product_id bigint, quantity integer,
-    sales_value numeric(12,2), retail_disc numeric(12,2), coupon_disc numeric(12,2),
-    coupon_match_disc numeric(12,2), unit_price numeric(12,4)
+    sales_value float8, retail_disc float8, coupon_disc float8, coupon_match_disc float8,
+    unit_price float8
 ) ON COMMIT DELETE ROWS;
 """
 
-_MERGE_TX = """
-INSERT INTO transactions (tenant_id, transaction_id, customer_id, store_id,
-    transaction_timestamp, week, item_count, total_sales, total_discount)
-SELECT %(tenant)s, transaction_id, customer_id, store_id, transaction_timestamp, week,
-       item_count, total_sales, total_discount
-FROM _stream_tx
-ON CONFLICT (tenant_id, transaction_id) DO NOTHING
-RETURNING transaction_id, customer_id, transaction_timestamp, store_id, total_sales
-"""
-
-_MERGE_ITEMS = """
-INSERT INTO transaction_items (tenant_id, transaction_id, line_no, product_id, quantity,
-    sales_value, retail_disc, coupon_disc, coupon_match_disc, unit_price)
-SELECT %(tenant)s, i.* FROM _stream_items i
-WHERE i.transaction_id = ANY(%(inserted)s::bigint[])
-ON CONFLICT (tenant_id, transaction_id, line_no) DO NOTHING
+# One statement: the baskets new to the warehouse, and the lines of those baskets only (a
+# re-delivered basket with other lines adds none), joined to what the insert returned.
+_MERGE = """
+WITH new AS (
+    INSERT INTO transactions (tenant_id, transaction_id, customer_id, store_id,
+        transaction_timestamp, week, item_count, total_sales, total_discount)
+    SELECT %(tenant)s, transaction_id, customer_id, store_id, transaction_timestamp, week,
+           item_count, total_sales, total_discount
+    FROM _stream_tx
+    ON CONFLICT (tenant_id, transaction_id) DO NOTHING
+    RETURNING transaction_id, customer_id, transaction_timestamp, store_id, total_sales
+), lines AS (
+    INSERT INTO transaction_items (tenant_id, transaction_id, line_no, product_id, quantity,
+        sales_value, retail_disc, coupon_disc, coupon_match_disc, unit_price)
+    SELECT %(tenant)s, i.transaction_id, i.line_no, i.product_id, i.quantity, i.sales_value,
+           i.retail_disc, i.coupon_disc, i.coupon_match_disc, i.unit_price
+    FROM _stream_items i JOIN new ON new.transaction_id = i.transaction_id
+    ON CONFLICT (tenant_id, transaction_id, line_no) DO NOTHING
+)
+SELECT * FROM new
 """
 
 # Dimension rows for ids first seen on the stream (their attributes arrive with a later import).
@@ -129,43 +133,59 @@ def ensure_tenant_partitions(conn: psycopg.Connection, tenant: str) -> list[str]
     return created
 
 
-def _unit_price(line) -> float | None:
-    if line.quantity <= 0:
+def _unit_price(quantity: int, sales: float, retail: float, match: float) -> float | None:
+    if quantity <= 0:
         return None
-    return round((line.sales_value + line.retail_disc + line.coupon_match_disc) / line.quantity, 4)
+    return round((sales + retail + match) / quantity, 4)
+
+
+def _copy_rows(cur: psycopg.Cursor, baskets: Sequence[BasketMessage | dict]) -> None:
+    """COPY the baskets and their lines into the temporary tables (binary: no text rendering
+    of numbers and times on either side)."""
+    with cur.copy("COPY _stream_tx FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_TX_TYPES)
+        for b in baskets:
+            count, sales, disc = line_totals(b["lines"])
+            copy.write_row(
+                (b["transaction_id"], b["customer_id"], b["store_id"], b["timestamp"], b["week"],
+                 count, sales, disc)
+            )  # fmt: skip
+    with cur.copy("COPY _stream_items FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_ITEM_TYPES)
+        write = copy.write_row
+        for b in baskets:
+            tid = b["transaction_id"]
+            for n, li in enumerate(b["lines"], start=1):
+                q, v, r, m = li["quantity"], li["sales_value"], li["retail_disc"], li[
+                    "coupon_match_disc"]  # fmt: skip
+                write((tid, n, li["product_id"], q, v, r, li["coupon_disc"], m,
+                       _unit_price(q, v, r, m)))  # fmt: skip
+
+
+# float8 staging columns, cast to numeric(12,2) / (12,4) by the merge (PostgreSQL rounds there,
+# as it did from the text of the same floats)
+_TX_TYPES = ["int8", "int8", "text", "timestamptz", "int2", "int4", "float8", "float8"]
+_ITEM_TYPES = ["int8", "int2", "int8", "int4", "float8", "float8", "float8", "float8", "float8"]
 
 
 def write_batch(
     conn: psycopg.Connection,
     *,
     tenant: str,
-    baskets: Sequence[BasketMessage],
+    baskets: Sequence[BasketMessage | dict],
     inventory: Sequence[InventoryMessage],
 ) -> BatchResult:
-    """Merge one batch into the warehouse inside the caller's transaction."""
+    """Merge one batch into the warehouse inside the caller's transaction. `baskets` are
+    `BasketMessage`s or their `model_dump()` dicts (what `messages.parse_baskets` gives)."""
     result = BatchResult()
     if baskets:
+        baskets = [b if isinstance(b, dict) else b.model_dump() for b in baskets]
         conn.execute(_TEMP)
         with conn.cursor() as cur:
-            with cur.copy("COPY _stream_tx FROM STDIN") as copy:
-                for b in baskets:
-                    count, sales, disc = b.totals()
-                    copy.write_row(
-                        (b.transaction_id, b.customer_id, b.store_id, b.timestamp, b.week,
-                         count, sales, disc)
-                    )  # fmt: skip
-            with cur.copy("COPY _stream_items FROM STDIN") as copy:
-                for b in baskets:
-                    for n, li in enumerate(b.lines, start=1):
-                        copy.write_row(
-                            (b.transaction_id, n, li.product_id, li.quantity, li.sales_value,
-                             li.retail_disc, li.coupon_disc, li.coupon_match_disc,
-                             _unit_price(li))
-                        )  # fmt: skip
-            inserted = cur.execute(_MERGE_TX, {"tenant": tenant}).fetchall()
+            _copy_rows(cur, baskets)
+            inserted = cur.execute(_MERGE, {"tenant": tenant}).fetchall()
             ids = [r[0] for r in inserted]
             if ids:
-                cur.execute(_MERGE_ITEMS, {"tenant": tenant, "inserted": ids})
                 for stmt in _DIMENSIONS:
                     cur.execute(stmt, {"tenant": tenant})
         result.inserted = len(ids)

@@ -160,6 +160,45 @@ def _committed(cfg: ConsumeConfig) -> int | None:
         reader.close(autocommit=False)
 
 
+_VARIANTS = [  # (change to BASKETS[0]) each valid or each rejected for another rule
+    {},
+    {"week": None, "schema_version": 1},
+    {"transaction_id": "17"},  # lax: a numeric string is an int, in both paths
+    {"transaction_id": -1},
+    {"transaction_id": 2**63},
+    {"store_id": ""},
+    {"store_id": "3\x006"},
+    {"store_id": "\ud800"},
+    {"customer_id": None},
+    {"timestamp": "2017-03-04T10:00:00"},  # no zone
+    {"timestamp": "2300-01-01T00:00:00+00:00"},
+    {"timestamp": "2017-03-04T10:00:00+17:00"},
+    {"week": 40000},
+    {"schema_version": 2},
+    {"lines": []},
+    {"extra": 1},
+    {"lines": [{"product_id": 1, "quantity": 1, "sales_value": 1.0, "extra": 1}]},
+    {"lines": [{"product_id": 1, "quantity": 1, "sales_value": 2e8}]},  # unit price too high
+    {"lines": [{"product_id": 1, "quantity": 0, "sales_value": 2e8}]},
+    {"lines": [{"product_id": 1, "quantity": 200, "sales_value": 1e9}] * 11},  # totals
+    {"lines": [{"product_id": 1, "quantity": 1, "sales_value": 1.0, "coupon_disc": -1}]},
+    {"lines": [{"product_id": 1, "quantity": 1.5, "sales_value": 1.0}]},
+]
+
+
+@pytest.mark.parametrize("change", _VARIANTS)
+def test_fast_basket_parse_agrees_with_the_model(change):
+    """The consumer's fast path accepts exactly what `BasketMessage` accepts, gives the same
+    values (as `model_dump()`), and a rejected message the model's reason."""
+    from integrations.messages import parse, parse_baskets
+
+    raw = json.dumps({**BASKETS[0], **change}).encode()
+    [(fast, fast_reason)] = parse_baskets([raw])
+    model, reason = parse(BasketMessage, raw)
+    assert fast_reason == reason
+    assert fast == (model.model_dump() if model is not None else None)
+
+
 def test_database_down_waits_commits_nothing_then_resumes(stream, warehouse_env):
     """With the warehouse unreachable the consumer retries without committing offsets; when it
     answers again the same messages are written and only then committed."""
