@@ -28,9 +28,8 @@ from typing import NamedTuple
 
 import psycopg
 import redis
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError, RebalanceInProgressError
-from kafka.structs import OffsetAndMetadata
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import events
@@ -40,12 +39,10 @@ from integrations.messages import (
     INVENTORY_TOPIC,
     REJECTED_TOPIC,
     TRANSACTIONS_TOPIC,
-    InventoryMessage,
     RejectedMessage,
-    parse,
-    parse_baskets,
 )
 from integrations.warehouse import BatchResult, ensure_tenant_partitions, write_batch
+from pipelines.stream_batches import Batch, FromCommitted
 from pipelines.stream_features import OnlineRfmWriter, rfm_for_customers
 
 log = logging.getLogger(__name__)
@@ -120,99 +117,10 @@ def make_consumer(cfg: ConsumeConfig) -> KafkaConsumer:
         fetch_max_bytes=32 * 1024 * 1024,
         check_crcs=cfg.check_crcs,
     )
-    listener = _FromCommitted()
+    listener = FromCommitted()
     consumer.subscribe([cfg.transactions_topic, cfg.inventory_topic], listener=listener)
     consumer.rp_listener = listener  # StreamConsumer.run repositions through it
     return consumer
-
-
-class _FromCommitted(ConsumerRebalanceListener):
-    """Notes every (re)assignment, so the loop reads on from the group's committed offsets, or
-    from the start where the broker has none: after a broker restart that lost its state
-    (tansu's memory storage) the old in-memory positions would point past messages never read.
-    Re-reading is harmless: writes are idempotent. (The seek happens in the loop: this
-    callback runs inside the client's own join and must not call the broker.)"""
-
-    def __init__(self) -> None:
-        self.pending: set = set()
-
-    def on_partitions_revoked(self, revoked) -> None:
-        self.pending.clear()
-
-    def on_partitions_assigned(self, assigned) -> None:
-        self.pending = set(assigned)
-
-    def reposition(self, consumer: KafkaConsumer) -> bool:
-        """Seek the newly assigned partitions; True if any was (drop what was just polled)."""
-        if not self.pending:
-            return False
-        partitions, self.pending = self.pending, set()
-        for tp in partitions:
-            committed = consumer.committed(tp)
-            if committed is None:
-                consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
-        return True
-
-
-class _Batch:
-    """Polled messages, split into valid baskets (`BasketMessage.model_dump()` dicts, from the
-    fast path of `parse_baskets`), inventory levels and rejects; grown poll by poll while the
-    previous batch is being written."""
-
-    def __init__(self, transactions_topic: str) -> None:
-        self.topic = transactions_topic
-        self.records: list = []
-        self.baskets: dict[int, dict] = {}
-        self.inventory: dict[tuple[str, int], InventoryMessage] = {}
-        self.rejects: list[RejectedMessage] = []
-        self.tx_messages = 0
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def add(self, records: list) -> None:
-        self.records.extend(records)
-        now = datetime.now(UTC)
-        tx = [rec for rec in records if rec.topic == self.topic]
-        self.tx_messages += len(tx)
-        parsed = dict(zip(map(id, tx), parse_baskets([rec.value for rec in tx]), strict=True))
-        for rec in records:  # in poll order, so rejects keep it
-            if rec.topic == self.topic:
-                msg, reason = parsed[id(rec)]
-            else:
-                msg, reason = parse(InventoryMessage, rec.value)
-            if msg is None:
-                self.rejects.append(_reject(rec, reason or "invalid", now))
-            elif isinstance(msg, dict):
-                self.baskets.setdefault(msg["transaction_id"], msg)  # first delivery wins
-            else:
-                key = (msg.store_id, msg.product_id)
-                old = self.inventory.get(key)
-                if old is None or old.timestamp <= msg.timestamp:
-                    self.inventory[key] = msg
-
-    def offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
-        """The offsets to commit once the batch is written: past its last record per partition."""
-        last: dict[TopicPartition, int] = {}
-        for rec in self.records:
-            tp = TopicPartition(rec.topic, rec.partition)
-            last[tp] = max(last.get(tp, -1), rec.offset)
-        return {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in last.items()}
-
-
-def _reject(rec, reason: str, now: datetime) -> RejectedMessage:
-    raw = rec.value or b""
-    return RejectedMessage(
-        topic=rec.topic,
-        partition=rec.partition,
-        offset=rec.offset,
-        key=rec.key.decode("utf-8", "replace") if rec.key else None,
-        original=raw.decode("utf-8", "replace"),
-        reason=reason,
-        rejected_at=now,
-    )
 
 
 class _Written(NamedTuple):
@@ -253,7 +161,7 @@ class StreamConsumer:
             self._partitions_ready = True
         return self._conn
 
-    def _write(self, batch: _Batch) -> _Written:
+    def _write(self, batch: Batch) -> _Written:
         """Merge the batch and its rollups, read its customers' fresh RFM rows (one
         transaction); then push them online, publish rejects and the after-commit events."""
         try:
@@ -314,7 +222,7 @@ class StreamConsumer:
         self._producer.flush()
 
     # ------------------------------------------------------------------ loop thread
-    def _finish(self, consumer: KafkaConsumer, batch: _Batch, written: _Written) -> None:
+    def _finish(self, consumer: KafkaConsumer, batch: Batch, written: _Written) -> None:
         """Commit a written batch's offsets and count it."""
         t = time.perf_counter()
         try:
@@ -368,7 +276,7 @@ class StreamConsumer:
                     # let the batch in flight finish and commit, then read on from the
                     # group's committed offsets
                     loop.drain(on_batch, reread=True)
-                    loop.buffer, loop.retry = _Batch(cfg.transactions_topic), None
+                    loop.buffer, loop.retry = Batch(cfg.transactions_topic), None
                     listener.reposition(consumer)
                     loop.paused = False  # a new assignment starts unpaused
                     continue
@@ -407,9 +315,9 @@ class _Loop:
 
     def __init__(self, sc: StreamConsumer, consumer: KafkaConsumer) -> None:
         self.sc, self.consumer = sc, consumer
-        self.buffer = _Batch(sc.cfg.transactions_topic)
-        self.inflight: tuple[_Batch, Future] | None = None
-        self.retry: _Batch | None = None
+        self.buffer = Batch(sc.cfg.transactions_topic)
+        self.inflight: tuple[Batch, Future] | None = None
+        self.retry: Batch | None = None
         self.retry_at: float | None = None
         self.delay = sc.cfg.retry_backoff_s
         self.paused = False
@@ -450,7 +358,7 @@ class _Loop:
                     self.retry = None
             elif self.buffer:
                 self._submit(self.buffer)
-                self.buffer = _Batch(self.sc.cfg.transactions_topic)
+                self.buffer = Batch(self.sc.cfg.transactions_topic)
         return finished
 
     def drain(self, on_batch, *, reread: bool = False) -> None:
@@ -460,7 +368,7 @@ class _Loop:
             futures.wait([self.inflight[1]])
             self._collect(on_batch, on_error="drop" if reread else "raise")
 
-    def _submit(self, batch: _Batch) -> None:
+    def _submit(self, batch: Batch) -> None:
         self.inflight = (batch, self.sc._pool.submit(self.sc._write, batch))
 
     def _collect(self, on_batch, on_error: str = "retry") -> bool:
