@@ -6,8 +6,11 @@ own first: `retailpulse ingest completejourney`), for tenant `--tenant`:
 2. one new day: the newest business day's baskets replayed one day later with new transaction
    ids (plain SQL; the retailer week moves on when the shifted day starts a new one);
 3. measured: `features materialize` (incremental: watermarks → only the new snapshot times and
-   the entities the day touched; Feast loads only rows newer than its last run).
-Prints one JSON object (DESIGN §5); `ratio` = incremental / full wall time (goal ≤ 0.1).
+   the entities the day touched; each view's rows newer than its last materialization go to
+   Redis through features/online_write.py, views nothing touched are skipped).
+Both runs are timed from the job's call (the first pays the imports: the "setup" step);
+`*_steps` give each step's seconds. Prints one JSON object (DESIGN §5); `ratio` = incremental /
+full wall time (goal ≤ 0.1), `ratio_without_setup` the same without the setup step of either.
 Run it on a database you can throw away: step 2 adds baskets.
 """
 
@@ -81,9 +84,14 @@ def _timed(tenant: str, full: bool) -> tuple[float, dict[str, float], dict[str, 
         last[0], last[1] = now, text
 
     t0 = time.perf_counter()
+    step("setup: watermarks, data state, snapshot times")  # until the job's first step
     counts = materialize(tenant=tenant, full=full, on_step=step)
     step("end")
     return time.perf_counter() - t0, steps, counts
+
+
+def _setup(steps: dict[str, float]) -> float:
+    return sum(v for k, v in steps.items() if k.startswith("setup"))
 
 
 def _summary(counts: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +124,9 @@ def main() -> None:
                 "baseline": "features materialize --full (compute + materialize)",
                 "baseline_value": round(full_s, 2),
                 "ratio": round(inc_s / full_s, 4),
+                "ratio_without_setup": round(
+                    (inc_s - _setup(inc_steps)) / (full_s - _setup(full_steps)), 4
+                ),
                 "p50": None,
                 "p99": None,
                 "added": added,

@@ -2,8 +2,10 @@
 
 Per table, an incremental run (features/watermarks.py) does:
 - customer_rfm, customer_behaviour, product_stats: only the snapshot times after the table's
-  newest one (the new "latest", and a month start the new data passed); customer_rfm for every
-  customer (recency moves for all), customer_behaviour for customers with new baskets,
+  newest one (the new "latest", and a month start the new data passed); customer_rfm computed
+  for customers with new baskets and carried forward for every other customer (their counts
+  are unchanged, recency and tenure move: features/rfm.py), customer_behaviour for customers
+  with new baskets,
   product_stats for products whose windows, sales or placements changed (every other entity's
   newest row still holds its current values);
 - customer_demographics: rows for new customers and changed demographics only;
@@ -65,14 +67,19 @@ def _snapshot_table(
         todo, entities = cutoffs, None
     else:
         todo = [c for c in cutoffs if c > mark.as_of]
-        if table == "customer_behaviour":
+        if table in ("customer_rfm", "customer_behaviour"):
             entities = delta.customers
         elif table == "product_stats" and todo:
             entities = affected_products(conn, tenant=tenant, prev=mark.as_of, hi=todo[-1])
         else:
             entities = None
     if table == "customer_rfm":
-        rows = compute_customer_rfm(conn, tenant=tenant, as_of=todo) if todo else 0
+        prev = None if entities is None else mark.as_of
+        rows = (
+            compute_customer_rfm(conn, tenant=tenant, as_of=todo, customers=entities, prev=prev)
+            if todo
+            else 0
+        )
     elif table == "customer_behaviour":
         rows = compute_customer_behaviour(conn, tenant=tenant, as_of=todo, customers=entities)
     else:
@@ -131,7 +138,9 @@ def refresh_features(
     with conn.transaction():
         first = full or "customer_demographics" not in marks
         rows = compute_customer_demographics(conn, tenant=tenant, now=None if first else latest)
-        out["customer_demographics"] = {"mode": "full" if first else "incremental", "rows": rows}
+        # "current": no new or changed customer, nothing for the online store to load
+        mode = "full" if first else "incremental" if rows else "current"
+        out["customer_demographics"] = {"mode": mode, "rows": rows}
         wm.write_watermark(conn, tenant=tenant, table="customer_demographics", state=state,
                            as_of=latest, mode=out["customer_demographics"]["mode"])  # fmt: skip
 
