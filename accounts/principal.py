@@ -16,6 +16,7 @@ class Principal:
     stores: frozenset[str] | None = None  # None: every store of the tenant
     session_id: str | None = None
     email: str | None = None
+    expires_at: float | None = None  # the access token's `exp` (seconds since the epoch)
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions

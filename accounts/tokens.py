@@ -109,6 +109,7 @@ def decode_access_token(token: str, *, secret: str) -> Principal:
         stores=frozenset(stores) if stores is not None else None,
         session_id=claims["sid"],
         email=claims.get("email"),
+        expires_at=float(claims["exp"]),
     )
 
 

@@ -136,6 +136,22 @@ def test_expired_forged_and_garbage_tokens_get_401_never_anonymous(accounts: Acc
     assert basic.status_code == 401
 
 
+def test_a_token_accepted_before_is_refused_once_it_expires(accounts: Accounts) -> None:
+    """Replicas keep verified tokens to skip re-decoding them: expiry must still hold."""
+    from accounts.tokens import LEEWAY_S
+
+    client = accounts.app()
+    admin = accounts.user("tenant_admin")
+    session = accounts.tokens(client, admin)["sessionId"]
+    expires = time.time() + 1.0
+    soon = _minted(admin, session_id=session, now=expires - 15 * 60)
+    assert client.get("/api/v1/users/me", headers=bearer(soon)).status_code == 200
+    assert client.get("/api/v1/users/me", headers=bearer(soon)).status_code == 200  # cached
+    time.sleep(max(0.0, expires + LEEWAY_S + 0.5 - time.time()))
+    late = client.get("/api/v1/users/me", headers=bearer(soon))
+    assert late.status_code == 401 and late.json()["error"]["code"] == "TOKEN_EXPIRED"
+
+
 def test_logout_revokes_the_access_and_the_refresh_token(accounts: Accounts) -> None:
     client = accounts.app()
     user = accounts.user("analyst")
