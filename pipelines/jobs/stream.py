@@ -114,13 +114,15 @@ def live_stream_demo(
     """Produce `baskets` sample baskets while a consumer runs; returns one customer's online RFM
     features before and after, and both sides' counts (for `retailpulse demo`).
 
-    The baskets come from the first `households` households minus those already in the
-    warehouse (`ingest completejourney --households 100` loads the first 100), in time order,
-    so each is new to the warehouse and the chosen customer appears online during the run."""
-    tx, weekly = load_baskets(households=households, baskets=None)
+    The baskets come from the first `households` households the warehouse does not know yet
+    (`ingest completejourney --households 100` loads the first 100; each demo run streams the
+    next ones), in time order, so each is new to the warehouse and the chosen customer appears
+    online during the run. Once every household has been streamed, the first ones are replayed:
+    each basket is then a duplicate the consumer skips (nothing changes, as it should)."""
     known = _known_customers(tenant)
-    if known:  # replay customers the warehouse has not seen, so their baskets are news
-        tx = tx[~tx["household_id"].isin(known)]
+    tx, weekly = load_baskets(households=households, baskets=None, exclude=known)
+    if tx.empty:
+        tx, weekly = load_baskets(households=households, baskets=None)
     tx = tx[tx["basket_id"].isin(tx["basket_id"].drop_duplicates().iloc[:baskets])]
     if customer_id is None:  # the busiest customer of the replay shows the most change
         customer_id = int(tx.groupby("household_id")["basket_id"].nunique().idxmax())

@@ -290,3 +290,18 @@ def test_live_stream_demo_puts_a_new_customer_online(service_env, warehouse_env)
     assert result["before"] is None
     assert result["after"]["frequency"] >= 1
     assert _counts(warehouse_env)["transactions"] == 200
+
+
+def test_sample_baskets_skip_households_already_streamed():
+    """Each demo run streams households the warehouse does not know yet: with the first ones
+    excluded, the next ones come, in time order (a 4th `make demo` found none left before)."""
+    from pipelines.stream_producer import load_baskets
+
+    first, _ = load_baskets(households=3)
+    firsts = sorted(first["household_id"].unique())
+    following, weekly = load_baskets(households=3, exclude=firsts)
+    assert len(firsts) == 3 and not set(following["household_id"]) & set(firsts)
+    assert following["household_id"].nunique() == 3 and len(weekly) > 0
+    assert following["household_id"].min() > max(firsts)  # the next ids, not random ones
+    stamps = following["transaction_timestamp"].to_numpy()
+    assert (stamps[1:] >= stamps[:-1]).all()
