@@ -129,8 +129,19 @@ def latest_rows_sql(spec: FeatureViewSpec, tenant: str) -> str:
 class OnlineViewWriter:
     """Writes rows of one feature view into Feast's Redis layout for one Feast project."""
 
-    def __init__(self, client: redis.Redis, project: str, spec: FeatureViewSpec) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        project: str,
+        spec: FeatureViewSpec,
+        *,
+        replace_same_time: bool = False,
+    ) -> None:
+        """`replace_same_time`: a row with the same event time as the one online replaces it
+        (the stream's clock: a later batch within the same second carries more baskets);
+        otherwise only a strictly newer row does, as Feast's own writer."""
         self._spec = spec
+        self._replace_same_time = replace_same_time
         self._nkeys = len(spec.join_keys)
         self._key = KeyEncoder(spec.join_keys, spec.key_types, project)
         self._encoders = [_ENCODERS[f.dtype] for f in spec.features]
@@ -165,7 +176,8 @@ class OnlineViewWriter:
             nanos, ts_bytes = _timestamp(row[n], self._stamps)
             if prev:
                 old = Timestamp.FromString(prev)
-                if nanos <= old.seconds * 1_000_000_000 + old.nanos:
+                online = old.seconds * 1_000_000_000 + old.nanos
+                if nanos < online or (nanos == online and not self._replace_same_time):
                     continue  # Feast's rule: only a strictly newer row replaces one online
             out_keys.append(key)
             args.extend(

@@ -10,16 +10,14 @@ The offline table `customer_rfm` is not touched: the next batch snapshot covers 
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from datetime import datetime
 
 import psycopg
 import redis
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from features.catalog import CUSTOMER_RFM, SEGMENTER_FEATURES
-from features.online import KeyEncoder, decode_timestamp, feature_field
+from features.catalog import CUSTOMER_RFM
+from features.online_write import OnlineViewWriter
 
 # The same definitions as features/rfm.py's _INSERT, for a set of customers at one as-of time.
 _RFM_FOR = """
@@ -61,9 +59,6 @@ FROM t LEFT JOIN l USING (customer_id)
 GROUP BY t.customer_id
 """
 
-_DOUBLE = struct.Struct("<Bd")
-_DOUBLE_TAG = 0x29  # Value.double_val (field 5, fixed64): what Feast writes for Float64
-
 
 def rfm_for_customers(
     conn: psycopg.Connection, *, tenant: str, customers: Sequence[int], as_of: datetime
@@ -78,40 +73,14 @@ def rfm_for_customers(
 
 
 class OnlineRfmWriter:
-    """Writes customer RFM rows into Feast's Redis layout for one Feast project."""
+    """Writes customer RFM rows into Feast's Redis layout for one Feast project, through the
+    view writer of features/online_write.py; a row at the same stream clock as the one online
+    replaces it (a later batch within the same second carries more baskets), an older one not."""
 
     def __init__(self, client: redis.Redis, project: str) -> None:
-        self._client = client
-        self._key = KeyEncoder(CUSTOMER_RFM.join_keys, CUSTOMER_RFM.key_types, project)
-        self._fields = [feature_field(CUSTOMER_RFM.name, f) for f in SEGMENTER_FEATURES]
-        self._ts_field = f"_ts:{CUSTOMER_RFM.name}".encode()
+        self._writer = OnlineViewWriter(client, project, CUSTOMER_RFM, replace_same_time=True)
 
     def write(self, rows: dict[int, list[float]], as_of: datetime) -> int:
-        """HSET each customer's features and event time unless a newer row is online; returns
-        the number of customers written."""
-        if not rows:
-            return 0
-        keys = {customer: self._key(customer) for customer in rows}
-        stamp = Timestamp()
-        stamp.FromDatetime(as_of)
-        new_ts = stamp.seconds + stamp.nanos / 1e9
-        ts_bytes = stamp.SerializeToString()
-        with self._client.pipeline(transaction=False) as pipe:
-            for key in keys.values():
-                pipe.hget(key, self._ts_field)
-            previous = pipe.execute()
-        written = 0
-        with self._client.pipeline(transaction=False) as pipe:
-            for (customer, key), prev in zip(keys.items(), previous, strict=True):
-                old = decode_timestamp(prev)
-                if old is not None and old > new_ts:
-                    continue  # a newer snapshot (e.g. a later batch materialize) is online
-                mapping = {
-                    f: _DOUBLE.pack(_DOUBLE_TAG, v)
-                    for f, v in zip(self._fields, rows[customer], strict=True)
-                }
-                mapping[self._ts_field] = ts_bytes
-                pipe.hset(key, mapping=mapping)
-                written += 1
-            pipe.execute()
-        return written
+        """Write each customer's features (SEGMENTER_FEATURES order) at `as_of`; returns the
+        number of customers written."""
+        return self._writer.write([customer, as_of, *values] for customer, values in rows.items())
