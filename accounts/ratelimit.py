@@ -2,12 +2,13 @@
 
 A counter per (subject, window) is INCRed with an expiry of two windows; a request over the
 limit gets 429 with `Retry-After` = the seconds left in the window. The per-request check of
-an authenticated call is one pipelined round trip together with the session lookup
-(`serving/auth.py`), so it costs what one Redis GET costs.
+an authenticated call is one Redis command together with the session lookup (`REQUEST_CHECK`,
+a Lua script run by `serving/auth.py`), so it costs what one Redis GET costs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -21,6 +22,23 @@ from core.errors import TooManyRequests
 class Window:
     number: int
     retry_after: int  # seconds until the window ends
+
+
+# One command per authenticated request: does the session exist, and the per-user and per-IP
+# counters (each given its expiry when created). KEYS: session [, user counter, IP counter];
+# ARGV[1]: counter expiry (s). Returns {session exists} or {exists, user count, IP count}.
+REQUEST_CHECK = """
+local alive = redis.call('EXISTS', KEYS[1])
+if #KEYS == 1 then return {alive} end
+local counts = {alive}
+for i = 2, #KEYS do
+    local n = redis.call('INCR', KEYS[i])
+    if n == 1 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end
+    counts[i] = n
+end
+return counts
+"""
+REQUEST_CHECK_SHA = hashlib.sha1(REQUEST_CHECK.encode()).hexdigest()
 
 
 def current_window(window_s: int, now: float | None = None) -> Window:

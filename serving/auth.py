@@ -5,7 +5,7 @@ sub-dependency of `TenantDep` / `PrincipalDep`, cached per request). It finds th
 route's permission in `accounts.permissions` (method + path template; families by prefix):
 
 - a bearer token, when sent, is always verified: signature and expiry (PyJWT, HS256 only),
-  then ONE pipelined Redis round trip checks that the token's session still exists and counts
+  then ONE Redis command (a Lua script) checks that the token's session still exists and counts
   the per-user and per-IP rate limits (429 + Retry-After past them). Any failure is 401 with
   `WWW-Authenticate: Bearer` — never a silent fall-back to anonymous. Public routes (login,
   refresh, password reset, health, docs) ignore the header, so a client that attaches an
@@ -168,22 +168,25 @@ class AuthRuntime:
         return principal
 
     async def verify_token(self, token: str, *, ip: str | None = None) -> Principal:
-        """Signature and claims, then one pipelined Redis round trip: the session still
-        exists and (with `ip`) the per-user and per-IP counters are within their limits."""
+        """Signature and claims, then one Redis command (`ratelimit.REQUEST_CHECK`): the
+        session still exists and (with `ip`) the per-user and per-IP counters are within
+        their limits."""
         principal = self._decode(token)
         s = self.settings
         window = ratelimit.current_window(s.rate_limit_window_s)
+        keys = [session_key(principal.session_id or "")]
+        if ip is not None:
+            keys.append(ratelimit.user_key(window, principal.tenant, principal.user_id))
+            keys.append(ratelimit.ip_key(window, ip))
+        expiry = 2 * s.rate_limit_window_s
         try:
-            pipe = self._client().pipeline(transaction=False)
-            pipe.exists(session_key(principal.session_id or ""))
-            if ip is not None:
-                user_key = ratelimit.user_key(window, principal.tenant, principal.user_id)
-                ip_key = ratelimit.ip_key(window, ip)
-                pipe.incr(user_key)
-                pipe.expire(user_key, 2 * s.rate_limit_window_s)
-                pipe.incr(ip_key)
-                pipe.expire(ip_key, 2 * s.rate_limit_window_s)
-            results = await pipe.execute()
+            client = self._client()
+            try:
+                results = await client.evalsha(
+                    ratelimit.REQUEST_CHECK_SHA, len(keys), *keys, expiry
+                )
+            except redis.exceptions.NoScriptError:  # first call on this server (or flushed)
+                results = await client.eval(ratelimit.REQUEST_CHECK, len(keys), *keys, expiry)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise ServiceUnavailable(
                 f"the session store (Redis) did not answer: {type(exc).__name__}; retry shortly",
@@ -197,7 +200,7 @@ class AuthRuntime:
                 invalid_token=True,
             )
         if ip is not None:
-            user_count, ip_count = results[1], results[3]
+            user_count, ip_count = results[1], results[2]
             if user_count > s.rate_limit_user or ip_count > s.rate_limit_ip:
                 which = "user" if user_count > s.rate_limit_user else "client address"
                 limit = s.rate_limit_user if which == "user" else s.rate_limit_ip

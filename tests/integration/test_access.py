@@ -137,6 +137,28 @@ def test_per_user_rate_limit_answers_429_with_retry_after(
     assert client.get("/api/v1/users/me", headers=bearer(other)).status_code == 200
 
 
+def test_the_request_check_script_is_reloaded_and_counters_expire(
+    accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-request check is a Lua script: a server that lost it (restart, SCRIPT FLUSH)
+    gets it again on the next call, and each new counter expires after two windows."""
+    from accounts import ratelimit
+    from accounts.sessions import sync_redis
+
+    _setting(monkeypatch, rate_limit_window_s="30")
+    client = accounts.app()
+    token = accounts.tokens(client, accounts.user("analyst"))["accessToken"]
+    r = sync_redis()
+    r.script_flush()
+    assert r.script_exists(ratelimit.REQUEST_CHECK_SHA) == [False]
+    assert client.get("/api/v1/users/me", headers=bearer(token)).status_code == 200
+    assert r.script_exists(ratelimit.REQUEST_CHECK_SHA) == [True]
+    counters = [k for k in r.scan_iter("rl:*:u:*") if accounts.tenant in str(k)]
+    assert counters
+    assert all(0 < r.ttl(k) <= 60 for k in counters)
+    assert client.get("/api/v1/users/me", headers=bearer(token)).status_code == 200
+
+
 def test_by_default_anonymous_calls_get_401(
     accounts: Accounts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
