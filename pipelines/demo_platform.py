@@ -14,7 +14,6 @@ import os
 import secrets
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -112,7 +111,7 @@ def _stream_baskets(tenant: str, count: int, store: str) -> dict[str, Any]:
     from core.bus import ensure_topics
     from core.services import get_endpoints
     from integrations.messages import TOPICS, TRANSACTIONS_TOPIC
-    from pipelines.jobs.stream import consume
+    from pipelines.jobs.stream import consume, demo_group
 
     bootstrap = get_endpoints().kafka_bootstrap
     ensure_topics(bootstrap, TOPICS)
@@ -128,7 +127,7 @@ def _stream_baskets(tenant: str, count: int, store: str) -> dict[str, Any]:
         producer.send(TRANSACTIONS_TOPIC, key=b"1", value=json.dumps(basket).encode())
     producer.flush()
     producer.close()
-    stats = consume(tenant, idle_timeout_s=3, group_id=f"retailpulse-tour-{uuid.uuid4().hex[:8]}")
+    stats = consume(tenant, max_messages=count, idle_timeout_s=3, group_id=demo_group(tenant))
     return {"baskets": stats.baskets, "duplicates": stats.duplicates, "rejected": stats.rejected}
 
 

@@ -155,6 +155,11 @@ def _resolve(spec: ModelSpec, tenant: str, want: str) -> ModelVersion | None:
         raise
 
 
+def has_champion(spec: ModelSpec, tenant: str) -> bool:
+    """Whether the tenant has a champion of `spec` (one registry call; nothing is loaded)."""
+    return _resolve(spec, tenant, CHAMPION_ALIAS) is not None
+
+
 def load_champion(spec: ModelSpec, tenant: str) -> Loaded | None:
     """The tenant's champion of `spec`, loaded; None when nothing is promoted yet."""
     return load(spec, tenant, CHAMPION_ALIAS)

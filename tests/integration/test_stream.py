@@ -290,6 +290,11 @@ def test_live_stream_demo_puts_a_new_customer_online(service_env, warehouse_env)
     assert result["before"] is None
     assert result["after"]["frequency"] >= 1
     assert _counts(warehouse_env)["transactions"] == 200
+    # a second run reads on from the first one's offsets: only its own messages, all new
+    again = live_stream_demo(baskets=20, households=20, rate=500)
+    assert again["consumed"].messages == again["produced"].baskets + again["produced"].inventory
+    assert again["consumed"].baskets == 20 and again["consumed"].duplicates == 0
+    assert _counts(warehouse_env)["transactions"] == 220
 
 
 def test_sample_baskets_skip_households_already_streamed():

@@ -173,6 +173,13 @@ def test_evaluate_protocol_and_quality_on_generated_data() -> None:
     assert q["baseline"] in q["detectors"]
 
 
+def test_evaluate_protocol_without_an_eligible_store_says_why() -> None:
+    p = _synthetic(stores=3)
+    cfg = AnomalyConfig(trees=50, min_days=len(p.dates) + 1, window_days=30)
+    with pytest.raises(ValueError, match=r"no store has sales on at least min_days"):
+        evaluate_protocol(p, cfg, seeds=(42,))
+
+
 def test_pseudo_window_never_reads_the_protocol_window() -> None:
     p = _synthetic(days=200)
     cfg = _cfg()

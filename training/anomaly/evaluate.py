@@ -140,6 +140,13 @@ def evaluate_protocol(
     `panel` may hold every store: the protocol keeps the eligible ones itself.
     """
     elig = eligible_stores(panel, cfg.min_days)
+    if not elig.any():
+        most = int((panel.sales > 0).sum(axis=1).max()) if len(panel.sales) else 0
+        raise ValueError(
+            f"no store has sales on at least min_days = {cfg.min_days} days (of "
+            f"{len(panel.sales)} stores the longest history has {most}): load more history "
+            "or households, or lower min_days in the anomaly config"
+        )
     p = subset(panel, elig)
     pre, window = windows_for(p, cfg.window_days)
     cand = candidates(p, window)
