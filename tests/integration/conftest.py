@@ -1,4 +1,5 @@
-"""Fixtures of the integration tests that act as signed-in users."""
+"""Fixtures of the integration tests: users who sign in, and the API app on the test's
+warehouse."""
 
 from __future__ import annotations
 
@@ -110,3 +111,14 @@ def accounts(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> It
     _clear_redis_keys(
         ("session:*", "pwreset:*", "mfa:used:*", "rl:*", f"analytics:{made.tenant}:*")
     )
+
+
+@pytest.fixture
+def api(warehouse_env: str) -> Iterator[TestClient]:
+    """The API app on the test's warehouse, default tenant, authentication off (every store,
+    no actor); a module may define its own `api`."""
+    from serving.app import create_api
+    from serving.deps import Backends
+
+    with TestClient(create_api(Backends(default_tenant="default"))) as client:
+        yield client
