@@ -18,7 +18,22 @@ from typing import Any
 
 import redis
 
+from core.errors import ServiceUnavailable
+
 SESSION_PREFIX = "session:"
+
+
+# The errors of an unreachable or hung session store (sync and asyncio clients alike).
+STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def store_down(exc: BaseException) -> ServiceUnavailable:
+    """The 503 for a session store that did not answer (`raise store_down(exc) from None`)."""
+    return ServiceUnavailable(
+        f"the session store (Redis) did not answer: {type(exc).__name__}; retry shortly",
+        details={"service": "session store"},
+        retry_after=1,
+    )
 
 
 def session_key(session_id: str) -> str:

@@ -7,13 +7,11 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
-import redis
 from fastapi import Path
 
 from accounts import repo
-from accounts.sessions import sync_redis
+from accounts.sessions import STORE_DOWN, store_down, sync_redis
 from core.db import connect
-from core.errors import ServiceUnavailable
 from serving.schemas_users import UserOut
 
 T = TypeVar("T")
@@ -29,12 +27,8 @@ async def run_account(fn: Callable[..., T], /, **kwargs: Any) -> T:
         try:
             with connect(autocommit=True) as conn:
                 return fn(conn, sync_redis(), **kwargs)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise ServiceUnavailable(
-                f"the session store (Redis) did not answer: {type(exc).__name__}",
-                details={"service": "session store"},
-                retry_after=1,
-            ) from None
+        except STORE_DOWN as exc:
+            raise store_down(exc) from None
 
     return await anyio.to_thread.run_sync(work)
 

@@ -50,10 +50,10 @@ from accounts.permissions import (
     permission_for,
 )
 from accounts.principal import Principal
-from accounts.sessions import session_key
+from accounts.sessions import STORE_DOWN, session_key, store_down
 from accounts.tokens import LEEWAY_S, decode_access_token
 from core.aioredis_clients import LoopClients
-from core.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
+from core.errors import Forbidden, TooManyRequests, Unauthorized
 from core.settings import Settings, get_settings
 from core.tenants import validate_tenant
 
@@ -187,12 +187,8 @@ class AuthRuntime:
                 )
             except redis.exceptions.NoScriptError:  # first call on this server (or flushed)
                 results = await client.eval(ratelimit.REQUEST_CHECK, len(keys), *keys, expiry)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise ServiceUnavailable(
-                f"the session store (Redis) did not answer: {type(exc).__name__}; retry shortly",
-                details={"service": "session store"},
-                retry_after=1,
-            ) from None
+        except STORE_DOWN as exc:
+            raise store_down(exc) from None
         if not results[0]:
             raise Unauthorized(
                 "the session of this token has ended (signed out or revoked): sign in again",

@@ -159,6 +159,28 @@ def test_the_request_check_script_is_reloaded_and_counters_expire(
     assert client.get("/api/v1/users/me", headers=bearer(token)).status_code == 200
 
 
+def test_a_session_store_that_does_not_answer_gives_503_not_401(
+    accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A valid token while Redis is unreachable: the caller is told to retry (503 naming the
+    session store, Retry-After), not sent to sign in again."""
+    from core.services import free_port
+
+    client = accounts.app()
+    token = accounts.tokens(client, accounts.user("analyst"))["accessToken"]
+    from core.settings import get_settings
+
+    with monkeypatch.context() as patch:
+        patch.setenv("RETAILPULSE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+        get_settings.cache_clear()
+        down = accounts.app()  # built after the switch: its runtime reads the dead address
+        reply = down.get("/api/v1/users/me", headers=bearer(token))
+    get_settings.cache_clear()
+    assert reply.status_code == 503, reply.text
+    assert reply.json()["error"]["details"]["service"] == "session store"
+    assert reply.headers["Retry-After"] == "1"
+
+
 def test_by_default_anonymous_calls_get_401(
     accounts: Accounts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
