@@ -31,7 +31,7 @@ BatchOpt = Annotated[
 ]
 ConcurrencyOpt = Annotated[
     int | None,
-    typer.Option("--concurrency", help="Scoring actors (default: the cluster's CPUs)."),
+    typer.Option("--concurrency", help="Scoring tasks at once (default: the cluster's CPUs)."),
 ]
 LimitOpt = Annotated[int, typer.Option(help="Products kept per household (1..100).")]
 HorizonOpt = Annotated[int, typer.Option(help="Weeks forecast per series (1..8).")]

@@ -1,9 +1,9 @@
 """Batch scorers: a loaded registry version + a batch of its input rows → score rows.
 
-Pure code, no I/O: each scorer is a callable class that Ray Data's `map_batches` builds once
-per actor (the model arrives through the object store, see pipelines/jobs/score.py) and the
-in-process baseline of bench/batch_score.py calls directly. Every scorer returns a batch with
-two columns, `entity` (the row's text key) and `payload` (a JSON document), which is what the
+Pure code, no I/O: each scorer is a callable class that Ray Data's map tasks build once per
+worker process and run (`score_shared`: the model arrives through the object store, see
+pipelines/jobs/score.py) and the in-process baseline of bench/batch_score.py calls directly.
+Every scorer returns a batch with two columns, `entity` (the row's text key) and `payload` (a JSON document), which is what the
 `predictions` table and the Redis serving keys hold. They reuse the serving objects' numpy
 paths (`FastSegmenter.predict`, `ChurnBundle.analyze`, `HybridScorer.score`,
 `ForecastBundle.predict`, `AnomalyBundle.detect`); no model code is repeated here.
@@ -199,6 +199,27 @@ class AnomalyScorer:
         )
         flagged = self.bundle.detect(panel, self.days)
         return _out([f"{a['storeId']}:{a['date']}" for a in flagged], flagged)
+
+
+# Per Ray worker process: the scorer built from the newest model ref it was handed. Ray reuses
+# its worker processes across tasks (and across runs of one driver), so a worker fetches and
+# unpickles a model once per run, however many blocks it scores. One entry: a long-lived
+# worker keeps at most one model (its numpy arrays stay in the node's shared object store).
+_WORKER_SCORER: dict[str, Any] = {}
+
+
+def score_shared(batch: Batch, model_ref: list[Any], scorer: type, kwargs: dict[str, Any]) -> Batch:
+    """A Ray Data map function: `batch` scored by `scorer(model, **kwargs)`, built on this worker
+    process's first batch of the run and reused after. `model_ref` is `[ObjectRef]`: in a list
+    so the ref arrives unresolved (a key for the cache, fetched only on a miss)."""
+    key = model_ref[0].hex()
+    built = _WORKER_SCORER.get(key)
+    if built is None:
+        import ray
+
+        _WORKER_SCORER.clear()
+        built = _WORKER_SCORER[key] = scorer(ray.get(model_ref[0]), **kwargs)
+    return built(batch)
 
 
 def frame_of(batch: Batch) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 Segments and churn (the cheap models) are trained on the 100-household sample and scored
 end to end (marked slow: materializing and two quick trainings take minutes here); the
 repository's replace-in-one-transaction and the Redis key layout are checked
-on their own; bad input gets one clear error.
+on their own; bad input gets one clear error. Ray Data's map tasks build the scorer once per
+worker process and run, from the run's own model (a probe model counts its unpickles).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def test_scores_land_in_postgres_and_redis_and_a_rerun_replaces(trained, target)
 
     model = TARGETS[target]
     champion = trained[model]
-    first = score_model(target, batch_size=16)  # several batches over the actor pool
+    first = score_model(target, batch_size=16)  # several batches per map task
     assert first["version"] == champion.version and first["run_id"] == champion.run_id
     assert first["rows"] == first["inputs"] > 50  # every customer of the sample got a score
     with _db() as conn:
@@ -166,3 +167,30 @@ def test_a_version_that_does_not_exist_is_named(trained) -> None:
 
     with pytest.raises(NotFoundError, match=r"default\.segmenter has no version 999"):
         score_model("segments", version=999)
+
+
+def test_each_worker_process_unpickles_the_model_once_per_run(ray_session) -> None:
+    import numpy as np
+
+    from pipelines.jobs.score import block_count, run_batches
+    from pipelines.jobs.score_inputs import Inputs
+    from tests.integration.scoring_probe import ProbeModel, ProbeScorer
+
+    rows = pd.DataFrame({"customer_id": np.arange(300)})
+    inputs = Inputs(rows, ProbeScorer, work=len(rows))
+    seen: dict[int, int] = {}  # worker pid -> probe models it unpickled so far
+    for tag in ("v1", "v2"):  # a second run brings its own model, not the cached one
+        out = run_batches(inputs, ProbeModel(tag), batch_size=1, concurrency=2)
+        assert sorted(out["entity"].astype(int)) == list(range(300))  # every row, once
+        payloads = [json.loads(p) for p in out["payload"]]
+        assert {p["tag"] for p in payloads} == {tag}
+        tasks = {p["task"] for p in payloads}
+        assert len(tasks) == block_count(300, 1, 2) == 10  # 300 batches in 10 blocks
+        per_process: dict[int, set[int]] = {}
+        for p in payloads:
+            per_process.setdefault(p["pid"], set()).add(p["unpickled"])
+        assert len(per_process) < len(tasks)  # worker processes are reused across tasks
+        for pid, counts in per_process.items():
+            # one unpickle per process and run, before its first batch; never again
+            assert counts == {seen.get(pid, 0) + 1}, (pid, counts, seen)
+            seen[pid] = seen.get(pid, 0) + 1
