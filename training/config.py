@@ -18,6 +18,16 @@ SEGMENTER_CONFIG = CONFIG_DIR / "segmenter.yaml"
 RFM_FEATURES = ("recency_days", "frequency", "monetary")
 
 
+class SegmenterEnsemble(BaseModel):
+    """Bagged K-Means (`training.segmenting.centroids`): `bags` bootstrap fits of `n_init`
+    restarts each, aligned to the fit on all rows and averaged; 0 bags = plain K-Means."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bags: int = Field(0, ge=0, description="Bootstrap K-Means fits averaged (0 = off)")
+    n_init: int = Field(3, ge=1, description="K-Means restarts per bag")
+
+
 class SegmenterTuneConfig(BaseModel):
     """Search space, budget and selection criterion of the segmenter's Ray Tune grid.
 
@@ -49,6 +59,16 @@ class SegmenterTuneConfig(BaseModel):
     max_concurrent_trials: int = Field(2, ge=1, description="Trials running at once (1 CPU each)")
     seed: int = Field(42, description="random_state of PCA/K-Means, holdout split, trial subset")
     n_init: int = Field(10, ge=1, description="K-Means restarts per fit")
+    ensemble: SegmenterEnsemble = Field(
+        default_factory=SegmenterEnsemble, description="Bagged K-Means (bags 0 = off)"
+    )
+    soft_temperature: float = Field(
+        0.45,
+        ge=0.0,
+        le=10.0,
+        description="Soft refinement of the centroids: mixture variance as a fraction of the "
+        "mean within-segment variance per dimension (0 = off)",
+    )
     sample_size: int | None = Field(
         5000, ge=10, description="Rows used to compute the silhouette (None = all rows)"
     )
@@ -87,6 +107,14 @@ class SegmenterTuneConfig(BaseModel):
             if any(w <= 0 for w in weights.values()):
                 raise ValueError(f"feature set {name!r}: weights must be > 0")
         return v
+
+    def centroid_options(self) -> dict[str, Any]:
+        """`CustomerSegmenter` keyword arguments saying how its centroids are estimated."""
+        return {
+            "bags": self.ensemble.bags,
+            "bag_n_init": self.ensemble.n_init,
+            "temperature": self.soft_temperature,
+        }
 
     def grid(self) -> list[dict[str, Any]]:
         """The trials to run: every (feature set, k, n_components), or a seeded subset."""

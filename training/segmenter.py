@@ -9,6 +9,7 @@ refit on all rows. MLflow logging happens on the driver, so workers need no trac
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -67,33 +68,30 @@ def set_weights(weights: dict[str, float]) -> list[float]:
 
 
 def build_model(
-    k: int, n_components: int, weights: dict[str, float], *, n_init: int, seed: int
+    k: int, n_components: int, weights: dict[str, float], *, n_init: int, seed: int, **opts: Any
 ) -> CustomerSegmenter:
-    """An unfitted segmenter for one grid point (PCA clipped to the features in use)."""
+    """An unfitted segmenter for one grid point (PCA clipped to the features in use); `opts`
+    are `SegmenterTuneConfig.centroid_options()` (bagging, soft refinement)."""
     return CustomerSegmenter(
         k=k,
         n_components=min(n_components, sum(1 for w in weights.values() if w > 0)),
         n_init=n_init,
         random_state=seed,
         weights=set_weights(weights),
+        **opts,
     )
 
 
 def train_ari(model: CustomerSegmenter, train: pd.DataFrame, *, n: int, seed: int) -> float | None:
-    """Bootstrap ARI of `model`'s configuration on the train rows (None when n = 0)."""
+    """Bootstrap ARI of `model`'s configuration on the train rows (None when n = 0): every
+    refit repeats the whole procedure, bagging and soft refinement included."""
     if n <= 0:
         return None
     names = model.feature_names
 
     def fit(rows: np.ndarray):
-        frame = pd.DataFrame(rows, columns=names)
-        refit = build_model(
-            model.k,
-            model.n_components,
-            dict(zip(names, model.weights, strict=True)),
-            n_init=model.n_init,
-            seed=model.random_state,
-        ).fit(frame)
+        refit = copy.copy(model)  # the same configuration; fit() builds a fresh pipeline
+        refit.fit(pd.DataFrame(rows, columns=names))
         return lambda z: refit.pipeline.predict(pd.DataFrame(z, columns=names))
 
     return bootstrap_ari(fit, train[names].to_numpy(dtype=np.float64), n=n, seed=seed)
@@ -155,6 +153,7 @@ def _segmenter_trial(
     n_bootstrap: int,
     seed: int,
     sample_size: int | None,
+    centroids: dict[str, Any] | None = None,
 ) -> None:
     """Ray Tune function trainable: fit one grid point, report the criterion's inputs."""
     from ray import tune
@@ -167,6 +166,7 @@ def _segmenter_trial(
         feature_sets[params["features"]],
         n_init=n_init,
         seed=seed,
+        **(centroids or {}),
     ).fit(train)
     fit_seconds = time.perf_counter() - start
     held = model.predict(holdout)
@@ -253,6 +253,7 @@ def run_tune(
             n_bootstrap=cfg.n_bootstrap,
             seed=cfg.seed,
             sample_size=cfg.sample_size,
+            centroids=cfg.centroid_options(),
         ),
         {"cpu": 1},
     )
@@ -363,9 +364,9 @@ def tune_segmenter(
         )
     trials = run_tune(train, holdout, cfg, on_trial=on_trial)
     best = pick_best(trials, **_gates(cfg))
-    model = build_model(
-        best.k, best.n_components, cfg.feature_sets[best.features], n_init=cfg.n_init, seed=cfg.seed
-    ).fit(x)
+    options = {"n_init": cfg.n_init, "seed": cfg.seed, **cfg.centroid_options()}
+    model = build_model(best.k, best.n_components, cfg.feature_sets[best.features], **options)
+    model.fit(x)
     profiles = model.profiles(x)
     outcome = TuneOutcome(
         best=best,

@@ -35,6 +35,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from features.catalog import SEGMENTER_FEATURES
+from training.segmenting.centroids import fit_kmeans
 
 # Counts and money: right-skewed with long tails, so K-Means would otherwise spend its clusters
 # on a handful of big spenders. Shares (0..1) and tenure (roughly uniform) stay linear.
@@ -169,7 +170,12 @@ def label_segment(means: dict[str, float], population: dict[str, float]) -> str:
 
 
 class CustomerSegmenter:
-    """K-Means on PCA of log/standardised RFM-style features; `pipeline` is a plain sklearn one."""
+    """K-Means on PCA of log/standardised RFM-style features; `pipeline` is a plain sklearn one.
+
+    `bags`/`bag_n_init` (bagged K-Means) and `temperature` (soft refinement) change only how
+    the centroids are estimated (`training.segmenting.centroids`); the last step stays a
+    fitted plain KMeans, so prediction is nearest-centroid assignment either way.
+    """
 
     def __init__(
         self,
@@ -180,6 +186,9 @@ class CustomerSegmenter:
         random_state: int = 0,
         feature_names: Sequence[str] = SEGMENTER_FEATURES,
         weights: Sequence[float] | None = None,
+        bags: int = 0,
+        bag_n_init: int = 3,
+        temperature: float = 0.0,
     ) -> None:
         if k < 2:
             raise ValueError(f"k must be >= 2, got {k}")
@@ -192,6 +201,12 @@ class CustomerSegmenter:
         self.n_components = n_components
         self.n_init = n_init
         self.random_state = random_state
+        # Centroid estimation beyond plain K-Means (training.segmenting.centroids): bagging and
+        # soft refinement make refits agree; the saved step is still a plain fitted KMeans.
+        if bags < 0 or bag_n_init < 1 or temperature < 0:
+            raise ValueError(f"need bags >= 0, bag_n_init >= 1, temperature >= 0; got "
+                             f"{bags}, {bag_n_init}, {temperature}")  # fmt: skip
+        self.bags, self.bag_n_init, self.temperature = bags, bag_n_init, float(temperature)
         self.feature_names: list[str] = list(feature_names)
         # Weights follow feature_names; they are applied in the preprocessor's column order.
         self.weights: list[float] = (
@@ -258,7 +273,12 @@ class CustomerSegmenter:
         x = validate_features(df, self.feature_names)
         if len(x) < self.k:
             raise ValueError(f"need at least k={self.k} rows to fit, got {len(x)}")
-        self.pipeline = self.build_pipeline().fit(x)
+        pipeline = self.build_pipeline()
+        z = pipeline[:-1].fit_transform(x)  # the slice shares (and so fits) the steps
+        kmeans = fit_kmeans(z, self.k, n_init=self.n_init, seed=self.random_state, bags=self.bags,
+                            bag_n_init=self.bag_n_init, temperature=self.temperature)  # fmt: skip
+        pipeline.steps[-1] = ("kmeans", kmeans)
+        self.pipeline = pipeline
         return self
 
     def _fitted(self) -> Pipeline:

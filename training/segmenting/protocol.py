@@ -202,9 +202,10 @@ SegmenterFactory = Callable[[int], Any]  # k -> an unfitted CustomerSegmenter-li
 
 
 def rfm_segmenter(
-    weights: dict[str, float], *, n_init: int = 10, seed: int = SEED
+    weights: dict[str, float], *, n_init: int = 10, seed: int = SEED, **opts: Any
 ) -> SegmenterFactory:
-    """Factory of the platform's segmenter on the RFM columns with these feature weights."""
+    """Factory of the platform's segmenter on the RFM columns with these feature weights;
+    `opts` say how centroids are estimated (bagging, soft refinement: `CustomerSegmenter`)."""
     from training.models.segmenter import CustomerSegmenter
 
     def make(k: int) -> Any:
@@ -215,6 +216,7 @@ def rfm_segmenter(
             random_state=seed,
             feature_names=RFM_COLUMNS,
             weights=[float(weights.get(c, 0.0)) for c in RFM_COLUMNS],
+            **opts,
         )
 
     return make
@@ -314,10 +316,12 @@ def quality(
     ks: Sequence[int] = range(2, 9),
     n_boot: int = 20,
     config: str | None = None,
+    variants: dict[str, dict[str, Any]] | None = None,
 ) -> dict:
     """DESIGN §5 bench figure `segmenter_quality`: ours at the k the criterion picks on the
     inner split (segmenter config, default configs/segmenter.yaml: feature sets, gates, n_init,
-    seed) vs the baseline at the same k."""
+    seed, centroid estimation) vs the baseline at the same k. `variants` (name -> centroid
+    options over the config's) are scored in the table beside ours, never selected."""
     from training.config import load_segmenter_config
 
     cfg = load_segmenter_config(config)
@@ -327,10 +331,13 @@ def quality(
         "min_ari": cfg.min_ari,
     }
     # Only sets computable from R, F, M are judged here (rfm_frame has no behaviour features).
-    factories = {
-        f"ours_{name}": rfm_segmenter(w, n_init=cfg.n_init, seed=cfg.seed)
-        for name, w in cfg.feature_sets.items()
-        if set(w) <= set(RFM_COLUMNS)
+    sets = {name: w for name, w in cfg.feature_sets.items() if set(w) <= set(RFM_COLUMNS)}
+    opts = {"n_init": cfg.n_init, "seed": cfg.seed, **cfg.centroid_options()}
+    factories = {f"ours_{name}": rfm_segmenter(w, **opts) for name, w in sets.items()}
+    extra = {
+        f"{variant}_{name}": rfm_segmenter(w, **{**opts, **changes})
+        for variant, changes in (variants or {}).items()
+        for name, w in sets.items()
     }
     rfm, _ = clean_rfm(rfm_frame(items))
     chosen, met, candidates = select_on_inner_split(
@@ -342,7 +349,7 @@ def quality(
         seed=cfg.seed,
         **gates,
     )
-    table = evaluate_protocol(items, factories, ks, n_boot=n_boot, seed=cfg.seed)
+    table = evaluate_protocol(items, {**factories, **extra}, ks, n_boot=n_boot, seed=cfg.seed)
     row = table["by_k"][str(chosen["k"])]
     ours, base = row[chosen["model"]], row["kmeans_log_rfm"]
     return {
@@ -357,6 +364,8 @@ def quality(
         "ratio": ours["silhouette"] / base["silhouette"],
         "chosen_k": chosen["k"],
         "chosen_model": chosen["model"],
+        "ours_centroids": cfg.centroid_options(),
+        "variants": {name: {**opts, **changes} for name, changes in (variants or {}).items()},
         "criterion": (
             f"on a seeded {cfg.holdout_fraction:.0%} customer hold-back: k >= {cfg.min_k}, "
             f"smallest segment >= {cfg.min_segment_share:.0%} and bootstrap ARI >= "
