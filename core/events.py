@@ -7,6 +7,11 @@ rollups); `after_commit` runs the follow-ups once it is committed (the analytics
 evaluation and notifications, the `sales.realtime` live event) and never fails the write that
 called it: their errors are logged.
 
+A writer that knows exactly which baskets it inserted (not those it skipped as already loaded)
+says so with `stage_new_baskets` before `in_transaction`: their ids go to a temporary table of
+its transaction (`NEW_BASKETS`), which the handlers get as `Landed.new_baskets` and may add to
+what they keep instead of recomputing every day the data touched (analytics/rollups.py).
+
 Handlers are named, not imported, here (`IN_TRANSACTION`, `AFTER_COMMIT`): `core` imports no
 package of ours; the packages that own the work (`analytics`, `alerts`) are resolved on first
 use.
@@ -16,12 +21,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -29,6 +35,9 @@ log = logging.getLogger(__name__)
 IN_TRANSACTION = ("analytics.rollups:refresh",)
 AFTER_COMMIT = ("analytics.cache:invalidate", "alerts.engine:on_landed")
 ALERT_RAISED = ("integrations.webhooks:on_alerts",)
+# Temporary table (transaction_id bigint, no key) of the baskets the current transaction
+# inserted, filled by `stage_new_baskets`, dropped once `in_transaction` ran (or at commit).
+NEW_BASKETS = "_landed_baskets"
 
 
 @cache
@@ -59,6 +68,9 @@ class Landed:
     model: str | None = None  # for "score": the model key scored
     database_url: str | None = None  # the warehouse written to (None: the configured one)
     details: tuple[tuple[str, object], ...] = ()
+    # Temporary table of exactly the baskets this transaction inserted, when the writer staged
+    # them (`stage_new_baskets`; set by `in_transaction`); None: not known.
+    new_baskets: str | None = None
 
     @property
     def everything(self) -> bool:
@@ -76,12 +88,32 @@ def alert_raised(conn: Any, messages: list[dict[str, Any]], *, database_url: str
             log.exception("%s for %d alert(s) failed", name, len(messages))
 
 
+def stage_new_baskets(conn: Any, transaction_ids: Iterable[int]) -> None:
+    """Note, inside the writer's transaction, the ids of the baskets it inserted — exactly
+    those, each once, never one it skipped as already loaded — for the next `in_transaction`
+    (calls before it add up)."""
+    from core.bulk import copy_frame
+
+    ids = pd.DataFrame({"transaction_id": np.fromiter(transaction_ids, dtype=np.int64)})
+    # no key: COPY into a bare table is ~3x faster, and a basket is inserted only once
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {NEW_BASKETS} (transaction_id bigint NOT NULL)"
+                 " ON COMMIT DROP")  # fmt: skip
+    copy_frame(conn, NEW_BASKETS, ids, ["transaction_id"])
+
+
 def in_transaction(conn: Any, landed: Landed) -> None:
-    """Bring the tenant's rollups up to date with what `landed` changed (caller's transaction)."""
+    """Bring the tenant's rollups up to date with what `landed` changed (caller's transaction);
+    by the staged new baskets when the writer staged them and `landed` is bounded."""
     if landed.source == "score":
         return
+    staged = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                          (f"pg_temp.{NEW_BASKETS}",)).fetchone()[0]  # fmt: skip
+    if staged and not landed.everything:
+        landed = replace(landed, new_baskets=NEW_BASKETS)
     for handler in _handlers(IN_TRANSACTION):
         handler(conn, landed)
+    if staged:  # consumed: a later write in the same transaction stages its own
+        conn.execute(f"DROP TABLE {NEW_BASKETS}")
 
 
 def after_commit(landed: Landed, *, bootstrap: str | None = None) -> None:

@@ -32,6 +32,7 @@ from core import events
 from core.db import libpq_url
 from core.errors import Forbidden, ServiceUnavailable
 from integrations import webhooks
+from integrations.landing import land_baskets
 from integrations.messages import BasketMessage, InventoryMessage
 from integrations.records import (
     DEMOGRAPHIC_FIELDS,
@@ -236,11 +237,9 @@ def sync_pos(
             _partitions_ready.add((database_url, tenant))
         with conn.transaction():
             result = write_batch(conn, tenant=tenant, baskets=list(baskets.values()), inventory=[])
-            if result.inserted:
-                landed = events.sales_landed(
-                    tenant, LANDED_SOURCE, result.times, result.stores, result.sales
-                )
-                events.in_transaction(conn, landed)
+            landed = land_baskets(
+                conn, tenant=tenant, source=LANDED_SOURCE, result=result, sent=baskets.keys()
+            )
             report.accepted = result.inserted
             skipped["already_loaded"] += result.duplicates
             report.committed = True

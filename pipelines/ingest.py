@@ -340,7 +340,13 @@ def ingest_completejourney(
             side = pool.submit(_dimensions, data, sold, tenant)
             shown = pool.submit(_placements, sold, tenant)
             summary.written.update(
-                write_facts(conn, frames, tenant, lambda n: tick("transaction_items", n, items))
+                write_facts(
+                    conn,
+                    frames,
+                    tenant,
+                    lambda n: tick("transaction_items", n, items),
+                    stage_new=False,  # a full refresh follows (Landed without days)
+                )
             )
             summary.seconds["copy"] = time.perf_counter() - clock
 

@@ -20,6 +20,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core import events
 from core.bulk import copy_frame, upsert_frame
 from core.partitions import attach, can_bulk_attach, create_detached
 from pipelines.mapping import Mapping
@@ -168,9 +169,17 @@ def write_facts(
     frames: dict,
     tenant: str,
     on_chunk: Callable[[int], None] | None = None,
+    *,
+    stage_new: bool = True,
 ) -> dict[str, int]:
     """COPY line items and transactions (a tenant's first load: into detached partitions,
-    attached after, so their indexes are built in one sorted pass); returns rows written."""
+    attached after, so their indexes are built in one sorted pass); returns rows written.
+
+    `stage_new`: note the baskets written as the transaction's new ones
+    (`events.stage_new_baskets`: every one of them is, the caller skipped those already
+    loaded), so the analytics rollups add them instead of recomputing the days they touch. Not
+    on a tenant's first load: recomputing its days from scratch was faster there (bench/
+    import_file.py, 300k lines: 1.9-2.6 s against 2.8-3.2 s by delta)."""
     fresh = [t for t in PARTITIONED if can_bulk_attach(conn, t, tenant)]
     target = {t: create_detached(conn, t, tenant) if t in fresh else t for t in PARTITIONED}
     txns = frames["transactions"]
@@ -187,6 +196,8 @@ def write_facts(
     }
     for table in fresh:
         attach(conn, table, tenant)
+    if stage_new and "transactions" not in fresh:
+        events.stage_new_baskets(conn, frames["transactions"]["transaction_id"].to_numpy())
     return written
 
 
