@@ -100,14 +100,31 @@ def deliveries(url: str, alert_id: int) -> list[tuple]:
         ).fetchall()
 
 
-def kafka_alerts(bootstrap: str) -> list[dict[str, Any]]:
+def alerts_topic_end(bootstrap: str) -> int:
+    """The next offset of the alerts topic: what a test publishes comes at or after it (the
+    session's broker is shared, and every test's warehouse numbers its alerts from 1)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from core.bus import ensure_topics
+
+    ensure_topics(bootstrap, [notify.ALERTS_TOPIC])
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        tp = TopicPartition(notify.ALERTS_TOPIC, 0)
+        return consumer.end_offsets([tp])[tp]
+    finally:
+        consumer.close()
+
+
+def kafka_alerts(bootstrap: str, since: int = 0) -> list[dict[str, Any]]:
+    """The `alerts.trigger` messages from offset `since` on."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=3000)
     try:
         tp = TopicPartition(notify.ALERTS_TOPIC, 0)
         consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
+        consumer.seek(tp, since)
         return [json.loads(m.value) for m in consumer]
     finally:
         consumer.close()

@@ -18,6 +18,7 @@ from tests.integration.alerts_support import (
     TENANT,
     Receiver,
     alerts,
+    alerts_topic_end,
     baskets,
     create_rule,
     deliveries,
@@ -60,6 +61,8 @@ def smtp(monkeypatch):
 def test_threshold_rule_fires_once_notifies_and_resolves(
     api, warehouse_env, service_env, smtp
 ) -> None:
+    bootstrap = service_env["RETAILPULSE_KAFKA_BOOTSTRAP"]
+    since = alerts_topic_end(bootstrap)  # other tests' alerts came before
     receiver = Receiver([500])  # the first delivery fails: the retry must get through
     try:
         rule = create_rule(
@@ -97,7 +100,7 @@ def test_threshold_rule_fires_once_notifies_and_resolves(
         (mail,) = smtp.mails
         assert mail.rcpt_tos == ["ops@shop.test"]
         assert "Baskets at or above 2 for store 367" in mail.content.decode()
-        sent = [m for m in kafka_alerts(service_env["RETAILPULSE_KAFKA_BOOTSTRAP"])
+        sent = [m for m in kafka_alerts(bootstrap, since)
                 if m["alert_id"] == alert_id and m["tenant"] == TENANT]  # fmt: skip
         assert len(sent) == 1 and sent[0]["severity"] == "critical"
         assert sent[0]["stores"] == ["367"]
