@@ -20,8 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -43,7 +42,7 @@ from integrations.messages import (
     RejectedMessage,
 )
 from integrations.warehouse import BatchResult, ensure_tenant_partitions, write_batch
-from pipelines.stream_batches import Batch, FromCommitted
+from pipelines.stream_batches import Batch, FromCommitted, Loop
 from pipelines.stream_features import OnlineRfmWriter, rfm_for_customers
 
 log = logging.getLogger(__name__)
@@ -253,7 +252,7 @@ class StreamConsumer:
         ensure_topics(cfg.bootstrap, topics)
         consumer = consumer or make_consumer(cfg)
         listener = getattr(consumer, "rp_listener", None)
-        loop = _Loop(self, consumer)
+        loop = Loop(self, consumer)
         idle_since = time.monotonic()
         try:
             while not self.stop.is_set():
@@ -305,92 +304,6 @@ class StreamConsumer:
         if self._producer is not None:
             self._producer.close()
         self._redis.close()
-
-
-class _Loop:
-    """The loop's state: the batch being written (at most one), the one being polled, and a
-    batch waiting to be retried while the database is down (partitions paused meanwhile)."""
-
-    def __init__(self, sc: StreamConsumer, consumer: KafkaConsumer) -> None:
-        self.sc, self.consumer = sc, consumer
-        self.buffer = Batch(sc.cfg.transactions_topic)
-        self.inflight: tuple[Batch, Future] | None = None
-        self.retry: Batch | None = None
-        self.retry_at: float | None = None
-        self.delay = sc.cfg.retry_backoff_s
-        self.paused = False
-
-    def taken(self) -> int:
-        busy = len(self.inflight[0]) if self.inflight else 0
-        return self.sc.stats.messages + busy + len(self.buffer) + len(self.retry or ())
-
-    def taken_all(self) -> bool:
-        limit = self.sc.cfg.max_messages
-        return limit is not None and self.taken() >= limit and self.idle()
-
-    def idle(self) -> bool:
-        return self.inflight is None and not self.buffer and self.retry is None
-
-    def room(self) -> int:
-        cfg = self.sc.cfg
-        room = cfg.max_batch - len(self.buffer)
-        if cfg.max_messages is not None:
-            room = min(room, cfg.max_messages - self.taken())
-        return room
-
-    def set_paused(self, paused: bool) -> None:
-        if paused != self.paused and self.consumer.assignment():
-            parts = self.consumer.assignment()
-            self.consumer.pause(*parts) if paused else self.consumer.resume(*parts)
-            self.paused = paused
-
-    def step(self, on_batch) -> bool:
-        """Finish a written batch, start the next write; True if a batch was finished."""
-        finished = False
-        if self.inflight is not None and self.inflight[1].done():
-            finished = self._collect(on_batch)
-        if self.inflight is None:
-            if self.retry is not None:
-                if time.monotonic() >= (self.retry_at or 0):
-                    self._submit(self.retry)
-                    self.retry = None
-            elif self.buffer:
-                self._submit(self.buffer)
-                self.buffer = Batch(self.sc.cfg.transactions_topic)
-        return finished
-
-    def drain(self, on_batch, *, reread: bool = False) -> None:
-        """Wait for the batch in flight and commit it. A failed write is left uncommitted:
-        dropped when its messages are to be read again (`reread`), else raised."""
-        if self.inflight is not None:
-            futures.wait([self.inflight[1]])
-            self._collect(on_batch, on_error="drop" if reread else "raise")
-
-    def _submit(self, batch: Batch) -> None:
-        self.inflight = (batch, self.sc._pool.submit(self.sc._write, batch))
-
-    def _collect(self, on_batch, on_error: str = "retry") -> bool:
-        assert self.inflight is not None
-        (batch, future), self.inflight = self.inflight, None
-        try:
-            written = future.result()
-        except psycopg.OperationalError as exc:
-            sc = self.sc
-            sc.stats.db_retries += 1
-            if sc.stop.is_set() or on_error == "raise":
-                raise
-            if on_error == "drop":
-                log.warning("warehouse unreachable (%s); the batch will be read again", exc)
-                return False
-            log.warning("warehouse unreachable (%s); retrying in %.1f s", exc, self.delay)
-            self.retry, self.retry_at = batch, time.monotonic() + self.delay
-            self.delay = min(self.delay * 2, sc.cfg.max_backoff_s)
-            return False
-        self.retry_at, self.delay = None, self.sc.cfg.retry_backoff_s
-        self.sc._finish(self.consumer, batch, written)
-        if on_batch:
-            on_batch(self.sc.stats)
-        return True
 
 
 def _as_of(newest: datetime | None) -> datetime:
