@@ -63,14 +63,12 @@ def demo(
 ) -> None:
     """The whole platform end to end: services, warehouse, features, training, serving."""
     from core import migrate
-    from core.ray_runtime import ensure_ray
     from core.services import get_endpoints
     from features.store import rfm_time_range
     from pipelines import cli_features, cli_ingest, cli_services, cli_train
     from pipelines.cli_serve import wait_forever, where
     from pipelines.import_report import demo_file_import
-    from pipelines.jobs.serve import deploy, use_serve_env, write_serving_record
-    from serving.config import load_serve_config
+    from pipelines.jobs.serve import deploy, write_serving_record
     from training import registry
     from training.specs import MODELS
 
@@ -94,7 +92,7 @@ def demo(
     # A second demo (every champion already registered) starts Ray and deploys the serving
     # graph now, in the background, while the data steps run: Serve's start-up (replicas
     # loading seven models) is the longest step of a second run and needs none of them.
-    early = None if retrain else _serve_early(tenant, port, dashboard=True)
+    early = None if retrain else _serve_early(tenant, port)
     ingested = _step(
         3,
         "ingest Complete Journey",
@@ -136,12 +134,7 @@ def demo(
         console.print(f"customer {r['customer_id']} online RFM after:  {r['after']}")
 
     _step("4b", "live stream: Kafka → warehouse → online store", log_path, live_stream)
-    if early is not None:
-        dashboard = early.dashboard
-    else:
-        with console.status("starting Ray"):
-            use_serve_env(load_serve_config().direct_port)  # before Ray starts (the fast path)
-            dashboard = ensure_ray(dashboard=True)
+    dashboard = early.dashboard if early is not None else _start_ray()
 
     def train(key: str) -> None:
         spec = MODELS[key]
@@ -221,21 +214,28 @@ class _EarlyServe:
     deployed: Future  # of pipelines.jobs.serve.Served
 
 
-def _serve_early(tenant: str, port: int | None, *, dashboard: bool) -> _EarlyServe | None:
+def _start_ray() -> str | None:
+    """Start (or join) Ray with the serving fast path's environment; the dashboard URL."""
+    from core.ray_runtime import ensure_ray
+    from pipelines.jobs.serve import use_serve_env
+    from serving.config import load_serve_config
+
+    with console.status("starting Ray"):
+        use_serve_env(load_serve_config().direct_port)  # before Ray starts (the fast path)
+        return ensure_ray(dashboard=True)
+
+
+def _serve_early(tenant: str, port: int | None) -> _EarlyServe | None:
     """Start Ray and deploy the serving graph in a background thread when every model
     already has a champion (a second demo run); None when something must be trained first."""
-    from core.ray_runtime import ensure_ray
     from pipelines.cli_train import COMMANDS
-    from pipelines.jobs.serve import deploy, use_serve_env
-    from serving.config import load_serve_config
+    from pipelines.jobs.serve import deploy
     from training import registry
     from training.specs import MODELS
 
     if not all(registry.has_champion(MODELS[key], tenant) for key in COMMANDS):
         return None
-    with console.status("starting Ray"):
-        use_serve_env(load_serve_config().direct_port)  # before Ray starts (the fast path)
-        url = ensure_ray(dashboard=dashboard)
+    url = _start_ray()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-serve")
     deployed = pool.submit(deploy, port=port, tenant=tenant)
     pool.shutdown(wait=False)  # the thread ends with the deployment
