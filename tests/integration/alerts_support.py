@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -100,34 +102,34 @@ def deliveries(url: str, alert_id: int) -> list[tuple]:
         ).fetchall()
 
 
+@contextmanager
+def _alerts_partition(bootstrap: str, **options: Any) -> Iterator[tuple[Any, Any]]:
+    """A consumer of the `alerts.trigger` topic and its one partition, closed after use."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **options)
+    try:
+        yield consumer, TopicPartition(notify.ALERTS_TOPIC, 0)
+    finally:
+        consumer.close()
+
+
 def alerts_topic_end(bootstrap: str) -> int:
     """The next offset of the alerts topic: what a test publishes comes at or after it (the
     session's broker is shared, and every test's warehouse numbers its alerts from 1)."""
-    from kafka import KafkaConsumer, TopicPartition
-
     from core.bus import ensure_topics
 
     ensure_topics(bootstrap, [notify.ALERTS_TOPIC])
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        tp = TopicPartition(notify.ALERTS_TOPIC, 0)
+    with _alerts_partition(bootstrap) as (consumer, tp):
         return consumer.end_offsets([tp])[tp]
-    finally:
-        consumer.close()
 
 
 def kafka_alerts(bootstrap: str, since: int = 0) -> list[dict[str, Any]]:
     """The `alerts.trigger` messages from offset `since` on."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=3000)
-    try:
-        tp = TopicPartition(notify.ALERTS_TOPIC, 0)
+    with _alerts_partition(bootstrap, consumer_timeout_ms=3000) as (consumer, tp):
         consumer.assign([tp])
         consumer.seek(tp, since)
         return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
 
 
 def create_rule(api: TestClient, body: dict[str, Any], tenant: str = TENANT) -> dict[str, Any]:
