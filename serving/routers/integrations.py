@@ -25,6 +25,7 @@ from core.db import connect
 from core.errors import Forbidden, NotFoundError, PayloadTooLarge, ValidationFailed
 from core.settings import get_settings
 from integrations import sync, webhooks
+from integrations.sync_status import sync_status
 from serving import envelope
 from serving.deps import ActorDep, StoreScopeDep, TenantDep
 from serving.schemas_integrations import (
@@ -212,7 +213,7 @@ def integration_status(request: Request, tenant: TenantDep) -> envelope.Envelope
     """Per source (pos, inventory, crm): batches and record totals, the last sync, and the
     errors of the latest batch that had any."""
     with _connect() as conn:
-        rows = sync.sync_status(conn, tenant=tenant)
+        rows = sync_status(conn, tenant=tenant)
     return envelope.ok(request, IntegrationStatus(sources=[SourceStatus(**r) for r in rows]))
 
 
