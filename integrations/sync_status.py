@@ -12,32 +12,26 @@ from integrations.sync import SOURCES
 
 def sync_status(conn: psycopg.Connection, *, tenant: str) -> list[dict[str, Any]]:
     """Per source: batches and record totals, the last sync, and the last batch's errors."""
-    totals = {
-        r[0]: r[1:]
-        for r in conn.execute(
-            "SELECT source, count(*), sum(received), sum(accepted), sum(rejected),"
-            " sum(duplicates), sum(stale) FROM sync_batches WHERE tenant_id = %s GROUP BY source",
-            (tenant,),
-        ).fetchall()
-    }
-    last = {
-        r[0]: r[1:]
-        for r in conn.execute(
-            "SELECT DISTINCT ON (source) source, batch_id, status, received_at, received,"
-            " accepted, rejected, duplicates, stale FROM sync_batches WHERE tenant_id = %s"
-            " ORDER BY source, received_at DESC, sync_id DESC",
-            (tenant,),
-        ).fetchall()
-    }
-    errors = {
-        r[0]: r[1:]
-        for r in conn.execute(
-            "SELECT DISTINCT ON (source) source, batch_id, received_at, rejected, errors"
-            " FROM sync_batches WHERE tenant_id = %s AND rejected > 0"
-            " ORDER BY source, received_at DESC, sync_id DESC",
-            (tenant,),
-        ).fetchall()
-    }
+    totals = _by_source(
+        conn,
+        "SELECT source, count(*), sum(received), sum(accepted), sum(rejected),"
+        " sum(duplicates), sum(stale) FROM sync_batches WHERE tenant_id = %s GROUP BY source",
+        tenant,
+    )
+    last = _by_source(
+        conn,
+        "SELECT DISTINCT ON (source) source, batch_id, status, received_at, received,"
+        " accepted, rejected, duplicates, stale FROM sync_batches WHERE tenant_id = %s"
+        " ORDER BY source, received_at DESC, sync_id DESC",
+        tenant,
+    )
+    errors = _by_source(
+        conn,
+        "SELECT DISTINCT ON (source) source, batch_id, received_at, rejected, errors"
+        " FROM sync_batches WHERE tenant_id = %s AND rejected > 0"
+        " ORDER BY source, received_at DESC, sync_id DESC",
+        tenant,
+    )
     out = []
     names = ("received", "accepted", "rejected", "duplicates", "stale")
     for source in SOURCES:
@@ -62,3 +56,8 @@ def sync_status(conn: psycopg.Connection, *, tenant: str) -> list[dict[str, Any]
                                    "errors": sample}  # fmt: skip
         out.append(entry)
     return out
+
+
+def _by_source(conn: psycopg.Connection, sql: str, tenant: str) -> dict[str, tuple]:
+    """The rows of `sql` (source first) keyed by source."""
+    return {r[0]: r[1:] for r in conn.execute(sql, (tenant,)).fetchall()}
