@@ -7,9 +7,10 @@ Both paths run `training.trainers.forecaster.run_epochs` on the same protocol pa
 origin 44) for the same epochs. Prints one JSON object: training samples/s inside the loop
 (ratio Ray / plain, median over interleaved repeats) and the fixed cost per run: `warm` = a
 TorchTrainer.fit on an already-running Ray minus the loop's own time, `cold` = that plus
-ray.init and ray.shutdown (what a one-off CLI run pays). Ray is started with MALLOC_ENV in the
-job's runtime_env (as core.ray_runtime.ensure_ray does), so the worker needs no runtime_env of
-its own and can reuse a pre-started process.
+ray.init and ray.shutdown (what a one-off CLI run pays). Ray starts as `retailpulse train`
+starts it (core.ray_runtime.start_local: MALLOC_ENV in the raylet's environment, so workers need
+no runtime_env and actors can take pre-started processes), alternated with the start used
+before (MALLOC_ENV as the job's runtime_env: `fixed_cost_cold_previous_start_s`).
 """
 
 from __future__ import annotations
@@ -48,20 +49,26 @@ def _plain(wc) -> dict:
     return {"samples_per_s": samples / train_s, "wall_s": wall, "loop_s": reports[-1]["loop_s"]}
 
 
-def ray_init(tmp: str) -> float:
-    """Start a private local Ray (2 CPUs, malloc env job-wide); returns the seconds it took."""
+def ray_init(tmp: str, platform: bool = True) -> float:
+    """Start a private local Ray (2 CPUs, malloc env for every worker); returns the seconds it
+    took. `platform`: as `retailpulse train` starts it (core.ray_runtime.start_local: the env
+    through the raylet's environment); else as before (the env as the job's runtime_env), for
+    comparison in the same run."""
     import ray
 
+    from core.ray_runtime import start_local
+
+    options = {
+        "include_dashboard": False,
+        "_temp_dir": tmp,
+        "logging_level": "ERROR",
+        "log_to_driver": False,
+    }
     start = time.perf_counter()
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=tmp,
-        logging_level="ERROR",
-        log_to_driver=False,
-        runtime_env={"env_vars": dict(MALLOC_ENV)},
-    )
+    if platform:
+        start_local(MALLOC_ENV, num_cpus=2, **options)
+    else:
+        ray.init(address="local", num_cpus=2, runtime_env={"env_vars": dict(MALLOC_ENV)}, **options)
     return time.perf_counter() - start
 
 
@@ -129,21 +136,33 @@ def main() -> None:
     wc = WorkerConfig(cfg.lstm, 44, panel, args.epochs, final=True, patience=10**6)
 
     tmp = tempfile.mkdtemp(prefix="rpbench", dir="/tmp")
-    plain, rayed, cold = [], [], []
+    plain, rayed, cold, cold_bare = [], [], [], []
+
+    def cold_run(tag: str, platform: bool) -> tuple[dict, float]:
+        init_s = ray_init(f"{tmp}/{tag}", platform=platform)
+        run = _ray(cfg, panel, args.epochs, f"{tmp}/store")
+        start = time.perf_counter()
+        ray.shutdown()
+        shutdown_s = time.perf_counter() - start
+        print(
+            f"{tag}: ray {run['samples_per_s']:.0f}/s, platform start {platform}, init {init_s:.1f}s"
+            f" fixed {run['fixed_s']:.1f}s shutdown {shutdown_s:.1f}s",
+            file=sys.stderr,
+        )
+        return run, init_s + run["fixed_s"] + shutdown_s
+
     try:
         for i in range(args.repeat):
             plain.append(_plain(wc))
-            init_s = ray_init(f"{tmp}/r{i}")
-            rayed.append(_ray(cfg, panel, args.epochs, f"{tmp}/store"))
-            start = time.perf_counter()
-            ray.shutdown()
-            shutdown_s = time.perf_counter() - start
-            cold.append(init_s + rayed[-1]["fixed_s"] + shutdown_s)
-            print(
-                f"repeat {i}: plain {plain[-1]['samples_per_s']:.0f}/s, ray {rayed[-1]['samples_per_s']:.0f}/s,"
-                f" init {init_s:.1f}s fixed {rayed[-1]['fixed_s']:.1f}s shutdown {shutdown_s:.1f}s",
-                file=sys.stderr,
-            )
+            print(f"repeat {i}: plain {plain[-1]['samples_per_s']:.0f}/s", file=sys.stderr)
+            # the platform's start and the previous one, alternated
+            for platform in (True, False) if i % 2 == 0 else (False, True):
+                run, total = cold_run(f"r{i}{'p' if platform else 'b'}", platform)
+                if platform:
+                    rayed.append(run)
+                    cold.append(total)
+                else:
+                    cold_bare.append(total)
         # warm: one Ray, several fits in a row (how train-all and Tune use it)
         ray_init(f"{tmp}/warm")
         warm = [_ray(cfg, panel, args.epochs, f"{tmp}/store") for _ in range(args.repeat)]
@@ -169,6 +188,8 @@ def main() -> None:
                 "fixed_cost_cold_s": round(med(cold), 1),
                 "fixed_cost_warm_s": round(med(w["fixed_s"] for w in warm), 1),
                 "fixed_cost_cold_runs_s": [round(c, 1) for c in cold],
+                "fixed_cost_cold_previous_start_s": round(med(cold_bare), 1),
+                "fixed_cost_cold_previous_start_runs_s": [round(c, 1) for c in cold_bare],
                 "fixed_cost_warm_runs_s": [round(w["fixed_s"], 1) for w in warm],
                 "plain_wall_s": round(med(p["wall_s"] for p in plain), 1),
                 "ray_wall_s": round(med(r["wall_s"] for r in rayed), 1),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.ray_runtime import MALLOC_ENV
+from core.ray_runtime import MALLOC_ENV, task_runtime_env
 from training.forecasting.config import ForecasterConfig, LSTMConfig
 from training.forecasting.panel import Panel
 
@@ -146,17 +146,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     run_epochs(wc, report, rank=rank, world=world, prepare=prepare, started=started)
 
 
-def _worker_runtime_env() -> dict[str, Any] | None:
-    """MALLOC_ENV for workers, unless the job's runtime_env already sets it (as ensure_ray does):
-    a per-worker runtime_env forces a fresh worker process instead of a pre-started one."""
-    import ray
-
-    job_env = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
-    if all(job_env.get(k) == v for k, v in MALLOC_ENV.items()):
-        return None
-    return {"env_vars": dict(MALLOC_ENV)}
-
-
 def build_trainer(
     cfg: ForecasterConfig,
     panel: Panel,
@@ -206,7 +195,7 @@ def build_trainer(
             name=name or f"forecaster-{time.strftime('%Y%m%dT%H%M%S')}",
             storage_path=str(storage),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
-            worker_runtime_env=_worker_runtime_env(),
+            worker_runtime_env=task_runtime_env(MALLOC_ENV),
             callbacks=callbacks,
             **logging,
         ),
