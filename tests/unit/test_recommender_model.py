@@ -10,11 +10,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from training.models.ncf_torch import export, make_model
 from training.models.recommender import (
     NCFConfig,
     NCFWeights,
-    export,
-    make_model,
     ncf_scores,
     ncf_scores_all,
     sample_negatives,
@@ -225,3 +224,19 @@ def test_tune_selects_a_config_from_the_space_on_validation(local_ray, tmp_path)
     assert result.best_config.lr in cfg.tune.lr and result.best_config.n_neg in cfg.tune.n_neg
     assert 1 <= result.best_config.epochs <= cfg.tune.max_epochs
     assert result.best_val_hr10 == max(t["best_val_hr10"] for t in result.trials)
+
+
+def test_serving_and_scoring_load_the_recommender_without_torch() -> None:
+    """A Ray Data scoring worker or a Serve replica loads and scores NCFWeights in numpy; importing
+    torch there cost its first block ~2 s. Checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import training.models.recommender, training.recommending.hybrid\n"
+        "import training.recommender_run, training.scoring\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

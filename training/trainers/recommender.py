@@ -74,15 +74,15 @@ def run_epochs(
     import numpy as np
     import torch
 
-    from training.models.recommender import (
+    from training.models.ncf_torch import (
         epoch_batches,
         export,
         make_model,
         make_optimizer,
         sampled_hit_rate,
         train_epoch,
-        train_pairs,
     )
+    from training.models.recommender import train_pairs
 
     cfg = wc.ncf
     torch.set_num_threads(cfg.num_threads)
