@@ -4,7 +4,11 @@ Every model route is driven by `wrk` (a C load generator; `apt install wrk`) ove
 concurrency 1 and 8 for `--seconds` each: req/s, p50, p99 and errors. The baseline is the same
 `create_api` with the same champions hosted in-process, served by plain uvicorn (uvloop,
 httptools, `gc.freeze()` after start-up as Serve does) in a subprocess; the two targets are
-measured interleaved, route by route, so the ratio survives a noisy machine. Uses the
+measured interleaved, route by route, so the ratio survives a noisy machine. Routes repeat
+one request, which a replica answers from what it keeps per model version and state of the
+data (serving/deployments/forecaster.py, anomaly.py); `forecast_new_pairs` sends every request
+once, over all recently sold store x product pairs: the on-the-fly path (warehouse reads and
+the model for every pair). Uses the
 configured services and the tenant's champions (`make demo` first); exits 2 otherwise.
 Prints one JSON object (DESIGN §5) with a row per route × concurrency.
 """
@@ -57,6 +61,12 @@ def _routes(tenant: str) -> list[dict[str, Any]]:
         span = conn.execute(
             "SELECT max(business_date) FROM store_daily_sales WHERE tenant_id = %s", (tenant,)
         ).fetchone()
+        recent = conn.execute(
+            "SELECT DISTINCT store_id, product_id FROM store_product_weekly WHERE tenant_id = %s"
+            " AND week >= (SELECT max(week) - 8 FROM store_product_weekly WHERE tenant_id = %s)"
+            " ORDER BY 1, 2",
+            (tenant, tenant),
+        ).fetchall()
     if customer is None or store is None:
         raise SystemExit("no features in the warehouse: run `make demo` first")
     cid = int(customer[0])
@@ -71,6 +81,8 @@ def _routes(tenant: str) -> list[dict[str, Any]]:
          "path": "/api/v1/predictions/demand/forecast",
          "body": {"storeId": store[0], "productIds": [int(p) for p in store[1][:5]],
                   "horizon": 4}},
+        {"name": "forecast_new_pairs", "kind": GRAPH, "method": "POST",
+         "path": "/api/v1/predictions/demand/forecast", "bodies": _new_pair_bodies(recent)},
     ]  # fmt: skip
     if span and span[0]:
         day = span[0].isoformat()
@@ -82,6 +94,39 @@ def _routes(tenant: str) -> list[dict[str, Any]]:
     return routes
 
 
+def _new_pair_bodies(pairs: list[tuple[str, int]], size: int = 5) -> list[dict[str, Any]]:
+    """Forecast requests over every recently sold store x product pair, `size` a request, in
+    a shuffled order: what a replica has not answered yet (the on-the-fly path)."""
+    import random
+
+    bodies = []
+    for start in range(0, len(pairs) - size + 1, size):
+        chunk = pairs[start : start + size]
+        if len({store for store, _ in chunk}) == 1:
+            bodies.append({"storeId": chunk[0][0], "productIds": [int(p) for _, p in chunk],
+                           "horizon": 4})  # fmt: skip
+    random.Random(7).shuffle(bodies)
+    return bodies
+
+
+# Each run of a route with "bodies" sends its own slice of them once (each wrk thread every
+# `stride`-th one), so no request repeats what the server answered before in this bench.
+ROTATING_SCRIPT = """
+local bodies = {{{bodies}}}
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+local i = 0
+function request()
+  local k = (id or 0) + i * {stride}
+  i = i + 1
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}},
+                    bodies[(k % #bodies) + 1])
+end
+"""
+
 WRK_SCRIPT = """
 wrk.method = "{method}"
 wrk.body = [[{body}]]
@@ -89,12 +134,22 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def _wrk(url: str, route: dict[str, Any], connections: int, seconds: int) -> dict[str, Any]:
-    """Run wrk against one route; req/s, p50/p99 (ms) and errors."""
+def _wrk(
+    url: str, route: dict[str, Any], connections: int, seconds: int, run: tuple[int, int] = (0, 1)
+) -> dict[str, Any]:
+    """Run wrk against one route; req/s, p50/p99 (ms) and errors. A route with "bodies" sends
+    slice `run[0]` of `run[1]` of them, each body once."""
+    threads = min(connections, 2)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        body = json.dumps(route.get("body", "")) if route.get("body") else ""
-        script.write(WRK_SCRIPT.format(method=route["method"], body=body))
-    cmd = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
+        if route.get("bodies"):
+            part = len(route["bodies"]) // run[1]
+            mine = route["bodies"][run[0] * part : (run[0] + 1) * part]
+            quoted = ",".join("[[" + json.dumps(b) + "]]" for b in mine)
+            script.write(ROTATING_SCRIPT.format(bodies=quoted, stride=threads))
+        else:
+            body = json.dumps(route.get("body", "")) if route.get("body") else ""
+            script.write(WRK_SCRIPT.format(method=route["method"], body=body))
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
            "--latency", "-s", script.name, url + route["path"]]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     os.unlink(script.name)
@@ -119,7 +174,14 @@ def _ms(value: str, unit: str) -> float:
 
 
 def _check(url: str, route: dict[str, Any]) -> None:
-    reply = httpx.request(route["method"], url + route["path"], json=route.get("body"), timeout=60)
+    """One request must answer 200 (a 503 right after start-up, e.g. a first Redis call over
+    its 50 ms timeout on a loaded machine, is retried a few times)."""
+    body = route["bodies"][-1] if route.get("bodies") else route.get("body")
+    for _ in range(5):
+        reply = httpx.request(route["method"], url + route["path"], json=body, timeout=60)
+        if reply.status_code != 503:
+            break
+        time.sleep(1)
     if reply.status_code != 200:
         raise SystemExit(f"{route['name']}: {reply.status_code} {reply.text[:300]}")
 
@@ -243,14 +305,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.proxy:
             targets["serve_proxy"] = served.proxy
         rows = []
+        runs = 1 + len(args.concurrency)  # a warm-up and one run per concurrency, per target
         for route in routes:
             for url in targets.values():
                 _check(url, route)
-                _wrk(url, route, 1, 2)  # warm-up
-            for c in args.concurrency:
+                _wrk(url, route, 1, 2, (0, runs))  # warm-up
+            for run, c in enumerate(args.concurrency, start=1):
                 row = {"route": route["name"], "kind": route["kind"], "concurrency": c}
                 for name, url in targets.items():
-                    row[name] = _wrk(url, route, c, args.seconds)
+                    row[name] = _wrk(url, route, c, args.seconds, (run, runs))
                 row["ratio"] = round(row["serve"]["rps"] / row["uvicorn"]["rps"], 3)
                 if c == 1:
                     row["p50_goal_ms"] = GOALS[route["kind"]]

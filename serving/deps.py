@@ -26,7 +26,7 @@ from core.errors import Forbidden, ModelNotReady, ServiceUnavailable
 from core.settings import get_settings
 from core.tenants import validate_tenant
 from features.catalog import FeatureViewSpec, feast_project
-from features.online import AsyncOnlineReader
+from features.online import AsyncOnlineReader, get_many_views
 from serving.auth import AuthDep
 
 
@@ -141,6 +141,14 @@ class OnlineFeatures:
                 AsyncOnlineReader(client, project, view), self._where
             )
         return self._readers[key]
+
+    async def get_many_views(
+        self, tenant: str, requests: list[tuple[FeatureViewSpec, list[Any], bool]]
+    ) -> list[list[dict[str, Any] | None]]:
+        """Rows of several views, `[(view, keys, with_ts), ...]`, in one Redis round trip."""
+        guarded = [self.reader(tenant, view) for view, _, _ in requests]
+        groups = [(g._reader, keys, ts) for g, (_, keys, ts) in zip(guarded, requests, strict=True)]
+        return await guarded[0]._guard(get_many_views(groups))
 
 
 @dataclass

@@ -33,3 +33,13 @@ def make_customers(n_per_group: int = 60, seed: int = 0) -> tuple[pd.DataFrame, 
     x[:, shares] = np.clip(x[:, shares], 0, 1)
     index = pd.Index([f"c{i:04d}" for i in range(len(x))], name="customer_id")
     return pd.DataFrame(x, columns=SEGMENTER_FEATURES, index=index), np.array(truth)
+
+
+def serving(deployment: type, bundle: object, tenant: str = "default", version: str = "1"):
+    """A model deployment of class `deployment` serving `bundle` as `tenant`'s `version`, as if
+    the registry had loaded it (for tests of the deployment's own reads and caches)."""
+    from training.registry import Loaded
+
+    replica = deployment(tenant)
+    replica._loaded = {tenant: Loaded(bundle, f"{tenant}.{deployment.spec.key}", version, "run")}
+    return replica

@@ -100,14 +100,21 @@ class AnomalyBundle:
         meta = read_meta(folder)
         return cls(AnomalyEnsemble.load(folder / "ensemble"), meta["window"], meta["flag_score"])
 
+    def flags(self, res: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(flagged [S, T], voted [K, S, T]) of `EnsembleScores`: a store-day is flagged when
+        its score reaches `flag_score` and a detector with a weight voted for it."""
+        from training.models.anomaly import DETECTORS
+
+        weighted = np.array([self.ensemble.cfg.weights.get(d, 0.0) > 0 for d in DETECTORS])
+        voted = res.votes & weighted[:, None, None]
+        return (np.nan_to_num(res.score) >= self.flag_score) & voted.any(axis=0), voted
+
     def detect(self, panel: DailyPanel, days: np.ndarray) -> list[dict[str, Any]]:
         """Flagged store-days among column indices `days` of `panel`, highest score first."""
         from training.models.anomaly import DETECTORS
 
         res = self.ensemble.score(panel, days)
-        weighted = np.array([self.ensemble.cfg.weights.get(d, 0.0) > 0 for d in DETECTORS])
-        voted = res.votes & weighted[:, None, None]
-        flagged = (np.nan_to_num(res.score) >= self.flag_score) & voted.any(axis=0)
+        flagged, voted = self.flags(res)
         out = []
         for s, t in zip(*np.nonzero(flagged), strict=True):
             col = res.days[t]

@@ -37,7 +37,11 @@ class ForecastBundle:
         return list(self.static_vocab)
 
     def _codes(self, name: str, values: list[str]) -> np.ndarray:
-        index = {v: i for i, v in enumerate(self.static_vocab[name])}
+        # value -> code maps built once per bundle (a store vocabulary has hundreds of entries)
+        indexes = self.__dict__.setdefault("_indexes", {})
+        index = indexes.get(name)
+        if index is None:
+            index = indexes[name] = {v: i for i, v in enumerate(self.static_vocab[name])}
         return np.array([index.get(v, index.get(UNKNOWN, 0)) for v in values], dtype=np.int64)
 
     @property

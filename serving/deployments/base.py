@@ -114,6 +114,19 @@ class ModelDeployment:
             "trainCommand": self.spec.train_command,
         }
 
+    def _watermark(self, tenant: str, table: str | None = None) -> Any:
+        """When `retailpulse features materialize` last wrote `table` (None: any feature
+        table) for `tenant` (`feature_watermarks.computed_at`), or None: a cheap freshness
+        token for what a replica keeps per state of the warehouse. Read it before the data it
+        stands for: that data is then at least as new as the token."""
+        query = "SELECT max(computed_at) FROM feature_watermarks WHERE tenant_id = %s"
+        params: tuple[str, ...] = (tenant,)
+        if table is not None:
+            query += " AND feature_table = %s"
+            params = (tenant, table)
+        row = self._connection().execute(query, params).fetchone()
+        return None if row is None else row[0]
+
     def _connection(self) -> Any:
         """A warehouse connection of this replica (autocommit; reopened when closed)."""
         import psycopg

@@ -1,9 +1,9 @@
 """Demand forecasts: `POST /api/v1/predictions/demand/forecast`.
 
 The ingress reads the online features of the store, the products and each store × product
-pair in three pipelined Redis round trips, answers unknown ids with a 404 naming them, and
-hands the rows to the forecaster deployment, which reconstructs each pair's weekly history
-and runs the served model (or the documented fallback).
+pair in one Redis round trip (one Lua call over the three views), answers unknown ids with
+a 404 naming them, and hands the rows to the forecaster deployment, which reconstructs each
+pair's weekly history and runs the served model (or the documented fallback).
 """
 
 from __future__ import annotations
@@ -46,23 +46,27 @@ async def demand_forecast(
     the fallback (mean of its last 4 weeks) and flagged `fallback: true` with the reason.
     """
     ensure_store_allowed(stores, body.storeId)
-    store = await online.reader(tenant, STORE_ATTRIBUTES).get(body.storeId)
+    pairs = [(body.storeId, pid) for pid in body.productIds]
+    (store,), products, weekly = await online.get_many_views(
+        tenant,
+        [
+            (STORE_ATTRIBUTES, [body.storeId], False),
+            (PRODUCT_ATTRIBUTES, body.productIds, False),
+            (STORE_PRODUCT_WEEKLY, pairs, True),
+        ],
+    )
     if store is None:
         raise NotFoundError(
             f"store {body.storeId!r} not found: no store features in the online store "
             "(unknown store, or features not materialized: `retailpulse features materialize`)",
             details={"storeId": body.storeId},
         )
-    products = await online.reader(tenant, PRODUCT_ATTRIBUTES).get_many(body.productIds)
     unknown = [pid for pid, row in zip(body.productIds, products, strict=True) if row is None]
     if unknown:
         raise NotFoundError(
             f"product(s) {unknown} not found in the online store",
             details={"productIds": unknown},
         )
-    weekly = await online.reader(tenant, STORE_PRODUCT_WEEKLY).get_many(
-        [(body.storeId, pid) for pid in body.productIds], with_ts=True
-    )
     items = [
         {"productId": pid, "attributes": attrs, "weekly": row}
         for pid, attrs, row in zip(body.productIds, products, weekly, strict=True)

@@ -66,6 +66,9 @@ class InMemoryFeatures:
     def reader(self, tenant: str, view: Any) -> InMemoryReader:
         return InMemoryReader({42: FEATURES})
 
+    async def get_many_views(self, tenant: str, requests: list[tuple]) -> list[list[Any]]:
+        return [await self.reader(tenant, view).get_many(keys) for view, keys, _ in requests]
+
 
 def make_app(segmenter: InMemorySegmenter | None = None, *, models: bool = True):
     segmenter = segmenter or InMemorySegmenter()

@@ -175,8 +175,11 @@ class AnomalyEnsemble:
             self.__dict__["_fast_forest"] = fast
         return fast[1]
 
-    def _raw_scores(self, panel, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(raw [K, S, D], z [S, D], expected log [S, D]) over all days of the panel."""
+    def _raw_scores(
+        self, panel, rows: np.ndarray, cols: np.ndarray | None = None
+    ) -> tuple[np.ndarray, ...]:
+        """(raw [K, S, D], z [S, D], expected log [S, D]) over all days of the panel; with
+        `cols`, the forest (the costly detector) scores only those columns (NaN elsewhere)."""
         x, expected, r = self._residuals(panel, rows)
         known = rows >= 0
         g = np.maximum(rows, 0)
@@ -187,6 +190,8 @@ class AnomalyEnsemble:
         iqr_score = np.maximum((r - q3) / iqr, (q1 - r) / iqr)
         feats = self._features(panel, x, r, rows)
         ok = np.isfinite(feats).all(-1) & known[:, None]
+        if cols is not None:
+            ok[:, np.setdiff1d(np.arange(x.shape[1]), cols)] = False
         iso = np.full(x.shape, np.nan)
         if ok.any():
             iso[ok] = self.fast_forest.scores(feats[ok])
@@ -256,7 +261,7 @@ class AnomalyEnsemble:
         """Score `days` (column slice or indices of `panel`) of every store in `panel`."""
         cols = np.arange(len(panel.dates))[days]
         rows = self._rows(panel)
-        raw, z, expected_log = self._raw_scores(panel, rows)
+        raw, z, expected_log = self._raw_scores(panel, rows, cols)
         raw, z, expected_log = raw[:, :, cols], z[:, cols], expected_log[:, cols]
         pct = np.full(raw.shape, np.nan)
         for k, ref in enumerate(self.calibration):

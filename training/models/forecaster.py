@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,15 @@ def _level(units_hist: np.ndarray) -> np.ndarray:
     return units_hist[:, -LEVEL_WEEKS:].mean(axis=1) + 1.0
 
 
-def _calendar_block(weeks: np.ndarray) -> np.ndarray:
-    """[len(weeks), 3]: holiday count, sin and cos of the week of year."""
-    cal = calendar_features(weeks)
+@lru_cache(maxsize=512)
+def _calendar_block(first: int, n: int) -> np.ndarray:
+    """[n, 3] for weeks first..first+n-1: holiday count, sin and cos of the week of year;
+    computed once per span, shared read-only (per request it cost a fifth of a forecast)."""
+    cal = calendar_features(np.arange(first, first + n))
     angle = 2 * math.pi * cal["week_of_year"] / 52.0
-    return np.column_stack([cal["holiday"], np.sin(angle), np.cos(angle)]).astype(np.float32)
+    block = np.column_stack([cal["holiday"], np.sin(angle), np.cos(angle)]).astype(np.float32)
+    block.setflags(write=False)
+    return block
 
 
 def n_step_features(cfg: LSTMConfig) -> int:
@@ -82,10 +87,8 @@ def build_inputs(
             j = cfg.covariates.index("shelf_price")
             cov[:, :, j] /= cov[:, :, j].mean(axis=1, keepdims=True) + 1e-3
         parts.extend(cov[:, :, j] for j in range(cov.shape[2]))
-    past_weeks = np.arange(origin_week - lb + 1, origin_week + 1)
-    future_weeks = np.arange(origin_week + 1, origin_week + h + 1)
     if cfg.calendar:
-        cal = _calendar_block(past_weeks)
+        cal = _calendar_block(int(origin_week) - lb + 1, lb)
         parts.extend(np.broadcast_to(cal[None, :, j], (n, lb)) for j in range(cal.shape[1]))
     x_hist = np.stack(parts, axis=-1).astype(np.float32)
 
@@ -98,7 +101,7 @@ def build_inputs(
             raise ValueError(f"future_covariates must be [n, {h}, {len(cfg.future_covariates)}]")
         fut_parts.append(fut)
     if cfg.calendar:
-        fut_parts.append(np.broadcast_to(_calendar_block(future_weeks)[None], (n, h, 3)))
+        fut_parts.append(np.broadcast_to(_calendar_block(int(origin_week) + 1, h)[None], (n, h, 3)))
     x_future = (
         np.concatenate(fut_parts, axis=-1).astype(np.float32)
         if fut_parts
@@ -289,7 +292,7 @@ class LSTMForecaster:
         torch.manual_seed(seed)
         return LSTMNet(self.cfg, self.vocab_sizes)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_from_history(
         self,
         units_history: np.ndarray,
@@ -334,10 +337,7 @@ class LSTMForecaster:
             torch.from_numpy(codes),
             torch.from_numpy(np.log(level).astype(np.float32)),
         )
-        preds = []
-        for net in self.nets:
-            net.eval()
-            preds.append(net(*args).numpy())
+        preds = [(net.eval() if net.training else net)(*args).numpy() for net in self.nets]
         out = np.mean(preds, axis=0) * level[:, None, None]
         return np.sort(np.maximum(out[:, :h], 0.0), axis=-1)
 

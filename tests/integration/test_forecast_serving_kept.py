@@ -1,0 +1,81 @@
+"""The forecaster deployment keeps the warehouse covariates it read (promotion history and
+plan) per replica: its answers equal a fresh replica's, and a moved feature watermark makes it
+read the warehouse again."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import serving
+from tests.unit.test_forecast_serving import row_at
+from tests.unit.test_forecaster_model import small_cfg
+
+pytestmark = pytest.mark.integration
+
+TENANT, STORE = "default", "s1"
+
+
+def _place(conn, product: int, week: int, mailer: str) -> None:
+    conn.execute(
+        "INSERT INTO promotion_placements (tenant_id, store_id, product_id, week,"
+        " display_location, mailer_location) VALUES (%s, %s, %s, %s, '0', %s)",
+        (TENANT, STORE, product, week, mailer),
+    )
+
+
+def _move_watermark(conn) -> None:
+    conn.execute(
+        "INSERT INTO feature_watermarks (tenant_id, feature_table, transactions, items, mode)"
+        " VALUES (%s, 'forecast', 0, 0, 'full') ON CONFLICT (tenant_id, feature_table)"
+        " DO UPDATE SET computed_at = clock_timestamp()",
+        (TENANT,),
+    )
+
+
+def _replica():
+    """A fresh forecaster replica serving an (untrained) LSTM that reads the promotions."""
+    from serving.deployments.forecaster import Forecaster
+    from training.forecaster import ForecastBundle
+    from training.models.forecaster import LSTMForecaster
+
+    plan = ["display", "mailer"]
+    model = LSTMForecaster(small_cfg(covariates=plan, future_covariates=plan, static=[]), [])
+    model.nets = [model.new_net(0).eval()]
+    return serving(
+        Forecaster, ForecastBundle("lstm", model, {}, {50: "2017-12-11"}, {"last_week": 50}), TENANT
+    )
+
+
+def test_kept_covariates_answer_as_a_fresh_read_until_the_watermark_moves(
+    warehouse_env, monkeypatch
+) -> None:
+    import psycopg
+
+    from serving.deployments import forecaster
+
+    sold = {w: 3.0 + w % 3 for w in range(30, 51)}
+    request = {
+        "storeId": STORE,
+        "store": {"last_week": 50},
+        "horizon": 4,
+        "items": [
+            {"productId": pid, "attributes": {}, "weekly": row_at(50, sold)} for pid in (1, 2)
+        ],
+    }
+    with psycopg.connect(warehouse_env, autocommit=True) as conn:
+        _place(conn, 1, 48, "A")  # history: product 1 was in the mailer two weeks ago
+        _move_watermark(conn)
+    replica = _replica()
+    first = replica.forecast(TENANT, request)
+    assert not replica._needs_warehouse(TENANT, request)  # kept: the next one runs on the loop
+    assert replica.forecast(TENANT, request) == first == _replica().forecast(TENANT, request)
+
+    with psycopg.connect(warehouse_env, autocommit=True) as conn:
+        _place(conn, 2, 52, "A")  # the plan: product 2 goes into the mailer in week 52
+        _move_watermark(conn)
+    monkeypatch.setattr(forecaster, "FRESHNESS_S", 0.0)
+    assert replica._needs_warehouse(TENANT, request)
+    again = replica.forecast(TENANT, request)
+    assert again == _replica().forecast(TENANT, request)
+    assert again["forecasts"][0] == first["forecasts"][0]
+    assert again["forecasts"][1] != first["forecasts"][1]
