@@ -20,7 +20,9 @@ Detectors (score: higher = more anomalous; NaN = abstain):
   only from previous days, because the protocol's anomaly is a demand change of the day itself;
 - shift_lr: log likelihood ratio of "sales were multiplied by spike_factor or drop_factor" vs
   "normal", from the pooled density of standardised pre-window residuals (skewed: quiet days are
-  common, so a low day is weaker evidence than a high one of the same |z|).
+  common, so a low day is weaker evidence than a high one of the same |z|);
+- profile_lr: the same likelihood ratio around a steadier expectation (pre-window level and
+  shrunk weekday profile, log of sales > 0): training/anomaly/profile_lr.py.
 
 Short history: a store with fewer than `min_history_days` pre-window days of sales > 0 is not
 fitted (counted in `AnomalyEnsemble.skipped_stores`); every detector abstains on it, and on days
@@ -41,9 +43,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import gaussian_kde
 from sklearn.ensemble import IsolationForest
 
+from training.anomaly.profile_lr import ProfileLR, ProfileLRConfig
 from training.models.fast_forest import FastIsolationForest
 
-DETECTORS = ("seasonal", "iqr", "iforest", "shift_lr")
+DETECTORS = ("seasonal", "iqr", "iforest", "shift_lr", "profile_lr")
 HISTORY_DAYS = 56  # the 8 same-weekday lags of the level need 8 weeks before a scored day
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "anomaly.yaml"
 
@@ -70,6 +73,7 @@ class AnomalyConfig(BaseModel):
         default_factory=lambda: {d: 0.99 for d in DETECTORS},
         description="a detector votes when its pre-window percentile exceeds this",
     )
+    profile_lr: ProfileLRConfig = Field(default_factory=ProfileLRConfig)
     search_space: dict[str, list[float]] = Field(default_factory=dict)
 
     def model_post_init(self, __context: object) -> None:
@@ -200,7 +204,11 @@ class AnomalyEnsemble:
         dn = np.log(self.cfg.drop_factor) / mad
         dens = self._density
         lr = np.log(0.5 * dens(z - up) + 0.5 * dens(z - dn)) - np.log(dens(z))
-        raw = np.stack([np.abs(z), iqr_score, iso, lr])
+        plr = np.full(x.shape, np.nan)
+        profile = self.__dict__.get("profile_model")  # None: saved before profile_lr existed
+        if profile is not None and known.any():
+            plr[known] = profile.score(panel.sales[known], _dow(panel.dates), rows[known])[0]
+        raw = np.stack([np.abs(z), iqr_score, iso, lr, plr])
         raw[:, ~known] = np.nan
         return raw, z, expected
 
@@ -232,6 +240,9 @@ class AnomalyEnsemble:
         fit_cols = slice(HISTORY_DAYS, pre.stop)
         if fit_cols.start >= fit_cols.stop:
             raise ValueError(f"need more than {HISTORY_DAYS} pre-window days to fit")
+        self.profile_model = ProfileLR(
+            self.cfg.profile_lr, self.cfg.spike_factor, self.cfg.drop_factor
+        ).fit(panel.sales[keep, pre], dow, HISTORY_DAYS)
         rp = r[keep][:, fit_cols]
         self.r_median = np.nanmedian(rp, axis=1)
         self.r_mad = np.maximum(
