@@ -274,7 +274,7 @@ def refresh(conn: psycopg.Connection, landed: Landed) -> None:
 def add_baskets(conn: psycopg.Connection, *, tenant: str, new_baskets: str) -> None:
     """Add the baskets listed in the temporary table `new_baskets` (transaction_id; inserted by
     this transaction, so in no rollup yet) to the tenant's rollups."""
-    _lock(conn, tenant)
+    lock_tenant(conn, tenant)
     # The nested loops' estimates pass jit_above_cost: compiling them took longer (~0.6 s) than
     # running them. Set for these statements only: the writer's transaction goes on after them.
     before = conn.execute("SELECT current_setting('jit'), current_setting('work_mem')").fetchone()
@@ -294,7 +294,7 @@ def add_baskets(conn: psycopg.Connection, *, tenant: str, new_baskets: str) -> N
 def rebuild(conn: psycopg.Connection, *, tenant: str, window: Window | None = None) -> None:
     """Delete and recompute the tenant's rollup rows inside `window` (default: all of them)."""
     window = window or Window()
-    _lock(conn, tenant)
+    lock_tenant(conn, tenant)
     # the product × week aggregate holds ~600k groups of numeric sums (~500 MB on full data)
     conn.execute("SET LOCAL work_mem = '512MB'")
     params: dict[str, object] = {"tenant": tenant}
@@ -339,10 +339,11 @@ def rebuild(conn: psycopg.Connection, *, tenant: str, window: Window | None = No
     conn.execute("DROP TABLE _rp_baskets, _rp_bc, _rp_units")
 
 
-def _lock(conn: psycopg.Connection, tenant: str) -> None:
+def lock_tenant(conn: psycopg.Connection, tenant: str) -> None:
     """One refresh per tenant at a time: two rebuilds of the same days would both delete and
     then collide on insert, and a delta must see every basket committed before it (its
-    customer counts probe them)."""
+    customer counts probe them). Held to the end of the caller's transaction; a writer may take
+    it before its refresh to order itself (the stream consumer's writers do)."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"analytics:{tenant}",))
 
 

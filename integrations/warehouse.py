@@ -57,14 +57,17 @@ SELECT * FROM new
 """
 
 # Dimension rows for ids first seen on the stream (their attributes arrive with a later import).
+# The ids already known are left out by an anti-join first (a batch's ~15k products are nearly
+# all known: twice as fast as letting ON CONFLICT find each), which stays for concurrent writers.
+_NEW_IDS = ("FROM (SELECT DISTINCT {col} FROM {staged}) s WHERE NOT EXISTS (SELECT 1 FROM {table} d"
+            " WHERE d.tenant_id = %(tenant)s AND d.{col} = s.{col}) ON CONFLICT DO NOTHING")  # fmt: skip
 _DIMENSIONS = (
-    "INSERT INTO stores (tenant_id, store_id, name)"
-    " SELECT DISTINCT %(tenant)s, store_id, 'store ' || store_id FROM _stream_tx"
-    " ON CONFLICT DO NOTHING",
-    "INSERT INTO customers (tenant_id, customer_id)"
-    " SELECT DISTINCT %(tenant)s, customer_id FROM _stream_tx ON CONFLICT DO NOTHING",
-    "INSERT INTO products (tenant_id, product_id)"
-    " SELECT DISTINCT %(tenant)s, product_id FROM _stream_items ON CONFLICT DO NOTHING",
+    "INSERT INTO stores (tenant_id, store_id, name) SELECT %(tenant)s, store_id, 'store ' || store_id "
+    + _NEW_IDS.format(col="store_id", staged="_stream_tx", table="stores"),
+    "INSERT INTO customers (tenant_id, customer_id) SELECT %(tenant)s, customer_id "
+    + _NEW_IDS.format(col="customer_id", staged="_stream_tx", table="customers"),
+    "INSERT INTO products (tenant_id, product_id) SELECT %(tenant)s, product_id "
+    + _NEW_IDS.format(col="product_id", staged="_stream_items", table="products"),
 )
 
 # One statement: the stored time of each key before the upsert (every CTE sees the same
@@ -108,6 +111,8 @@ class BatchResult:
     moved: list[tuple[str, int]] = field(default_factory=list)  # their (store, product) keys
     stale: list[tuple[str, int]] = field(default_factory=list)  # keys the warehouse had newer
     customers: list[int] = field(default_factory=list)  # customers with new baskets
+    transaction_ids: list[int] = field(default_factory=list)  # the inserted baskets
+    buyers: list[int] = field(default_factory=list)  # their customers, same order
     newest: datetime | None = None  # newest basket time among the inserted ones
     times: list[datetime] = field(default_factory=list)  # of the inserted baskets
     stores: list[str] = field(default_factory=list)  # of the inserted baskets, same order
@@ -191,6 +196,8 @@ def write_batch(
         result.inserted = len(ids)
         result.duplicates = len(baskets) - len(ids)
         result.customers = sorted({int(r[1]) for r in inserted})
+        result.transaction_ids = [int(r[0]) for r in inserted]
+        result.buyers = [int(r[1]) for r in inserted]
         result.newest = max((r[2] for r in inserted), default=None)
         result.times = [r[2] for r in inserted]
         result.stores = [str(r[3]) for r in inserted]

@@ -1,11 +1,13 @@
 """The consume loop's building blocks: a polled batch (validated, split into baskets,
 inventory levels and rejects, with the offsets to commit once it is written), the rebalance
 listener that makes the loop read on from the group's committed offsets, and the loop's state
-(`Loop`: one batch written while the next is polled, retries while the database is down)."""
+(`Loop`: up to two batches written while the next is polled, retries while the database is
+down)."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent import futures
 from concurrent.futures import Future
@@ -113,30 +115,50 @@ def reject_record(rec, reason: str, now: datetime) -> RejectedMessage:
     )
 
 
+class Job:
+    """One write of a batch (`StreamConsumer._write`), on connection `slot`. Its events let the
+    next job go on: `merged` (its merge is done: the loop may start the next batch's merge on
+    the other connection), `kept` (its RFM part is kept or dropped: the next may read it),
+    `done` (its online push and events are out: the next publishes after it, in order)."""
+
+    def __init__(self, batch: Batch, prev: Job | None, slot: int) -> None:
+        self.batch, self.prev, self.slot = batch, prev, slot
+        self.merged, self.kept, self.done = threading.Event(), threading.Event(), threading.Event()
+        self.future: Future | None = None
+
+    def release(self) -> None:
+        """Let the next job go on (the end of this one, whatever happened)."""
+        for event in (self.merged, self.kept, self.done):
+            event.set()
+
+
 class Loop:
-    """The consume loop's state (`StreamConsumer.run`): the batch being written (at most one,
-    by the consumer's writer thread), the one being polled, and a batch waiting to be retried
-    while the database is down (partitions paused meanwhile)."""
+    """The consume loop's state (`StreamConsumer.run`): the batches being written (at most
+    two, by the consumer's two writer threads: the second merges while the first finishes its
+    rollups, RFM read and commit), the one being polled, and batches waiting to be retried while
+    the database is down (partitions paused meanwhile). Offsets are committed in order only."""
 
     def __init__(self, sc: StreamConsumer, consumer: KafkaConsumer) -> None:
         self.sc, self.consumer = sc, consumer
         self.buffer = Batch(sc.cfg.transactions_topic)
-        self.inflight: tuple[Batch, Future] | None = None
-        self.retry: Batch | None = None
+        self.inflight: list[Job] = []
+        self.retry: list[Batch] = []
         self.retry_at: float | None = None
         self.delay = sc.cfg.retry_backoff_s
         self.paused = False
+        self._last: Job | None = None
+        self._submitted = 0
 
     def taken(self) -> int:
-        busy = len(self.inflight[0]) if self.inflight else 0
-        return self.sc.stats.messages + busy + len(self.buffer) + len(self.retry or ())
+        busy = sum(len(job.batch) for job in self.inflight)
+        return self.sc.stats.messages + busy + len(self.buffer) + sum(map(len, self.retry))
 
     def taken_all(self) -> bool:
         limit = self.sc.cfg.max_messages
         return limit is not None and self.taken() >= limit and self.idle()
 
     def idle(self) -> bool:
-        return self.inflight is None and not self.buffer and self.retry is None
+        return not self.inflight and not self.buffer and not self.retry
 
     def room(self) -> int:
         cfg = self.sc.cfg
@@ -152,49 +174,60 @@ class Loop:
             self.paused = paused
 
     def step(self, on_batch) -> bool:
-        """Finish a written batch, start the next write; True if a batch was finished."""
+        """Finish written batches (in order), start the next write; True if a batch was
+        finished."""
         finished = False
-        if self.inflight is not None and self.inflight[1].done():
-            finished = self._collect(on_batch)
-        if self.inflight is None:
-            if self.retry is not None:
-                if time.monotonic() >= (self.retry_at or 0):
-                    self._submit(self.retry)
-                    self.retry = None
-            elif self.buffer:
-                self._submit(self.buffer)
-                self.buffer = Batch(self.sc.cfg.transactions_topic)
+        while self.inflight and self.inflight[0].future.done():
+            finished |= self._collect(on_batch)
+        if self.retry:  # one at a time, once nothing is in flight
+            if not self.inflight and time.monotonic() >= (self.retry_at or 0):
+                self._submit(self.retry.pop(0))
+        elif self.buffer and (not self.inflight or (
+                len(self.inflight) < 2 and self.inflight[-1].merged.is_set())):  # fmt: skip
+            self._submit(self.buffer)
+            self.buffer = Batch(self.sc.cfg.transactions_topic)
         return finished
 
     def drain(self, on_batch, *, reread: bool = False) -> None:
-        """Wait for the batch in flight and commit it. A failed write is left uncommitted:
-        dropped when its messages are to be read again (`reread`), else raised."""
-        if self.inflight is not None:
-            futures.wait([self.inflight[1]])
+        """Wait for the batches in flight and commit them in order. A failed write is left
+        uncommitted, and so is every batch after it: dropped when their messages are to be read
+        again (`reread`), else raised."""
+        if self.inflight:
+            futures.wait([job.future for job in self.inflight])
+        while self.inflight:
             self._collect(on_batch, on_error="drop" if reread else "raise")
 
     def _submit(self, batch: Batch) -> None:
-        self.inflight = (batch, self.sc._pool.submit(self.sc._write, batch))
+        job = Job(batch, self._last, self._submitted % 2)
+        self._submitted += 1
+        self._last = job
+        job.future = self.sc._pool.submit(self.sc._write, job)
+        self.inflight.append(job)
 
     def _collect(self, on_batch, on_error: str = "retry") -> bool:
-        assert self.inflight is not None
-        (batch, future), self.inflight = self.inflight, None
+        job = self.inflight.pop(0)
         try:
-            written = future.result()
+            written = job.future.result()
         except psycopg.OperationalError as exc:
             sc = self.sc
             sc.stats.db_retries += 1
+            # the batches after it must not be committed before it: wait for them, and write
+            # them again after it (a write that went through changes nothing the second time)
+            later = self.inflight
+            futures.wait([j.future for j in later])
+            self.inflight = []
             if sc.stop.is_set() or on_error == "raise":
                 raise
             if on_error == "drop":
                 log.warning("warehouse unreachable (%s); the batch will be read again", exc)
                 return False
             log.warning("warehouse unreachable (%s); retrying in %.1f s", exc, self.delay)
-            self.retry, self.retry_at = batch, time.monotonic() + self.delay
+            self.retry = [job.batch, *(j.batch for j in later), *self.retry]
+            self.retry_at = time.monotonic() + self.delay
             self.delay = min(self.delay * 2, sc.cfg.max_backoff_s)
             return False
         self.retry_at, self.delay = None, self.sc.cfg.retry_backoff_s
-        self.sc._finish(self.consumer, batch, written)
+        self.sc._finish(self.consumer, job.batch, written)
         if on_batch:
             on_batch(self.sc.stats)
         return True

@@ -8,9 +8,12 @@ events, and only then commit the batch's Kafka offsets. A crash anywhere before 
 re-delivers the batch, which then changes nothing it already changed. The write of batch N (a
 writer thread) overlaps the polling and validation of batch N+1 (the loop's thread), which
 grows only while the writer is busy, so per-batch costs are shared under load and a message is
-written at once when the stream is slow. While the database is unreachable the consumer pauses
-its partitions (still polling, so it keeps its group membership), retries with back-off and
-commits nothing.
+written at once when the stream is slow. Two writer threads, each with its own connection, let
+batch N+1's merge run while batch N does its rollups, RFM read and commit: the tenant's rollup
+lock (analytics/rollups.py) makes N+1 wait for N's commit before its own rollups, and N+1 reads
+the RFM part N kept, publishes and has its offsets committed only after N. While the database
+is unreachable the consumer pauses its partitions (still polling, so it keeps its group
+membership), retries with back-off and commits nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError, RebalanceInProgressError
 from pydantic import BaseModel, ConfigDict, Field
 
+from analytics.rollups import lock_tenant
 from core import events
 from core.bus import ensure_topics
 from core.db import libpq_url
@@ -42,8 +46,8 @@ from integrations.messages import (
     RejectedMessage,
 )
 from integrations.warehouse import BatchResult, ensure_tenant_partitions, write_batch
-from pipelines.stream_batches import Batch, FromCommitted, Loop
-from pipelines.stream_features import OnlineRfmWriter, rfm_for_customers
+from pipelines.stream_batches import Batch, FromCommitted, Job, Loop
+from pipelines.stream_features import OnlineRfmWriter, StreamRfm
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +96,16 @@ class ConsumeStats:
     batches: int = 0
     db_retries: int = 0
     lags: list[float] = field(default_factory=list)
-    stages: dict[str, float] = field(default_factory=dict)  # seconds spent per stage
+    # seconds spent per stage (the two writer threads' stages overlap: their sum can pass the
+    # wall time)
+    stages: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def timed(self, stage: str, since: float) -> float:
         """Add the time since `since` to `stage`; returns now (the next stage's start)."""
         now = time.perf_counter()
-        self.stages[stage] = self.stages.get(stage, 0.0) + now - since
+        with self._lock:
+            self.stages[stage] = self.stages.get(stage, 0.0) + now - since
         return now
 
 
@@ -143,28 +151,42 @@ class StreamConsumer:
         self.cfg = cfg
         self.stop = stop or threading.Event()
         self.stats = ConsumeStats()
-        self._conn: psycopg.Connection | None = None
+        self._conns: list[psycopg.Connection | None] = [None, None]  # one per writer thread
+        self._producer_lock = threading.Lock()
         self._redis = redis.Redis.from_url(cfg.redis_url)
         self._writer = OnlineRfmWriter(self._redis, cfg.feast_project)
+        self._rfm = StreamRfm()
         self._producer: KafkaProducer | None = None
         self._partitions_ready = False
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rp-stream-writer")
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rp-stream-writer")
 
     # ------------------------------------------------------------------ writer thread
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(libpq_url(self.cfg.database_url), connect_timeout=3)
+    def _connection(self, slot: int) -> psycopg.Connection:
+        conn = self._conns[slot]
+        if conn is None or conn.closed:
+            conn = self._conns[slot] = psycopg.connect(
+                libpq_url(self.cfg.database_url), connect_timeout=3
+            )
             self._partitions_ready = False
         if not self._partitions_ready:
-            ensure_tenant_partitions(self._conn, self.cfg.tenant)
+            ensure_tenant_partitions(conn, self.cfg.tenant)
             self._partitions_ready = True
-        return self._conn
+        return conn
 
-    def _write(self, batch: Batch) -> _Written:
+    def _write(self, job: Job) -> _Written:
+        """Write a batch (`_write_batch`), then let the next job go on, whatever happened."""
+        try:
+            return self._write_batch(job)
+        finally:
+            job.release()
+            job.prev = None  # no chain of every batch written
+
+    def _write_batch(self, job: Job) -> _Written:
         """Merge the batch and its rollups, read its customers' fresh RFM rows (one
         transaction); then push them online, publish rejects and the after-commit events."""
+        batch, prev = job.batch, job.prev
         try:
-            conn = self._connection()
+            conn = self._connection(job.slot)
             timed, t = self.stats.timed, time.perf_counter()
             with conn.transaction():
                 result = write_batch(
@@ -174,22 +196,36 @@ class StreamConsumer:
                     inventory=list(batch.inventory.values()),
                 )
                 t = timed("db_merge", t)
+                # the tenant's rollup lock, before the next batch may start its merge: batches
+                # take it in their order (the next one waits here for this one's commit)
+                lock_tenant(conn, self.cfg.tenant)
+                job.merged.set()
+                t = timed("wait_previous", t)
                 landed = land_baskets(
                     conn, tenant=self.cfg.tenant, source="stream", result=result,
                     sent=batch.baskets.keys(), database_url=self.cfg.database_url,
                 )  # fmt: skip
                 if landed is not None:
                     t = timed("rollups", t)
+                if prev is not None:
+                    prev.kept.wait()
                 as_of = _as_of(result.newest)
-                rows = rfm_for_customers(
-                    conn, tenant=self.cfg.tenant, customers=result.customers, as_of=as_of
-                )
+                read = self._rfm.rows(
+                    conn, tenant=self.cfg.tenant, transaction_ids=result.transaction_ids,
+                    buyers=result.buyers, as_of=as_of,
+                )  # fmt: skip
                 t = timed("rfm_query", t)
         except psycopg.OperationalError:
-            if self._conn is not None:
-                self._conn.close()
+            conn = self._conns[job.slot]
+            if conn is not None:
+                conn.close()
             raise
+        self._rfm.keep(read)
+        job.kept.set()
         t = timed("db_commit", t)
+        if prev is not None:
+            prev.done.wait()  # online rows, rejects and events go out in batch order
+        rows = read.rows
         pushed = self._writer.write(rows, as_of)
         done = time.time()
         t = timed("online_push", t)
@@ -208,8 +244,9 @@ class StreamConsumer:
     def _publish_rejects(self, rejects: list[RejectedMessage]) -> None:
         if not rejects:
             return
-        if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.cfg.bootstrap, linger_ms=5)
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = KafkaProducer(bootstrap_servers=self.cfg.bootstrap, linger_ms=5)
         for rej in rejects:
             self._producer.send(
                 self.cfg.rejected_topic,
@@ -262,7 +299,7 @@ class StreamConsumer:
                     break
                 room = loop.room()
                 loop.set_paused(room <= 0 or loop.retry_at is not None)
-                wait_ms = cfg.poll_timeout_ms if loop.inflight is None else 10
+                wait_ms = cfg.poll_timeout_ms if not loop.inflight else 10
                 t = time.perf_counter()
                 polled = consumer.poll(
                     timeout_ms=wait_ms, max_records=max(1, min(room, cfg.max_poll_records))
@@ -273,7 +310,7 @@ class StreamConsumer:
                     # let the batch in flight finish and commit, then read on from the
                     # group's committed offsets
                     loop.drain(on_batch, reread=True)
-                    loop.buffer, loop.retry = Batch(cfg.transactions_topic), None
+                    loop.buffer, loop.retry = Batch(cfg.transactions_topic), []
                     listener.reposition(consumer)
                     loop.paused = False  # a new assignment starts unpaused
                     continue
@@ -283,13 +320,13 @@ class StreamConsumer:
                     loop.buffer.add(records)
                     self.stats.timed("validate", t)
                     idle_since = time.monotonic()
-                elif loop.inflight is None and not loop.buffer and loop.retry_at is None:
+                elif not loop.inflight and not loop.buffer and loop.retry_at is None:
                     if not consumer.assignment():
                         # still joining the group: idleness counts from the first assignment
                         idle_since = time.monotonic()
                     elif cfg.idle_timeout_s and time.monotonic() - idle_since > cfg.idle_timeout_s:
                         break
-            loop.drain(on_batch)  # the batch in flight is written: commit it
+            loop.drain(on_batch)  # the batches in flight are written: commit them
         finally:
             self._pool.shutdown(wait=True)
             if own:
@@ -299,8 +336,9 @@ class StreamConsumer:
 
     def close(self) -> None:
         """Release the database, Redis and producer connections."""
-        if self._conn is not None:
-            self._conn.close()
+        for conn in self._conns:
+            if conn is not None:
+                conn.close()
         if self._producer is not None:
             self._producer.close()
         self._redis.close()
