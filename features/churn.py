@@ -62,6 +62,14 @@ FEATURE_DOCS: dict[str, str] = {
     "avg_items_per_basket": "line items per basket",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DOCS)
+# BG/NBD features: derived inside the churn model from the view's columns (BTYD_INPUTS) and the
+# model's fitted parameters, so the view, the online store and batch scoring stay unchanged
+BTYD_DOCS: dict[str, str] = {
+    "btyd_p_alive": "BG/NBD probability the household is still a customer at the reference time",
+    "btyd_p_silent": "BG/NBD probability of no purchase in the label weeks (after the lead weeks)",
+    "btyd_expected": "BG/NBD expected purchase days in the label weeks",
+}
+BTYD_INPUTS = ("tenure_days", "recency_days", "gap_mean_days")
 GAP_FEATURES = ("gap_mean_days", "gap_sd_days", "gap_max_days", "last_gap_over_mean")
 
 
@@ -245,3 +253,24 @@ def churn_labels(
     lo, hi = label_weeks
     seen = items.loc[items["week"].between(lo, hi), "customer_id"].unique()
     return pd.Series(~pd.Index(customers).isin(seen), index=pd.Index(customers), name="churned")
+
+
+def btyd_inputs(
+    tenure_days: np.ndarray, recency_days: np.ndarray, gap_mean_days: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BG/NBD summary (x, t_x, T) from the view's columns, in weeks of purchase *days*.
+
+    x = distinct purchase days - 1: the gap features are taken over distinct purchase days and
+    floor(tenure) - floor(recency) is the sum of those gaps, so x = that span over the mean gap
+    (0 for a one-day household, whose filled mean gap is the window length). t_x = weeks from
+    the first to the last purchase, T = weeks from the first purchase to the reference time.
+    NaN inputs (a gap in the online row) give NaN outputs.
+    """
+    tenure = np.asarray(tenure_days, dtype=np.float64)
+    recency = np.asarray(recency_days, dtype=np.float64)
+    span = np.floor(tenure) - np.floor(recency)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = np.round(span / np.asarray(gap_mean_days, dtype=np.float64))
+    x = np.where(span > 0, np.maximum(x, 1.0), np.where(np.isnan(span), np.nan, 0.0))
+    t_x = np.clip(tenure - recency, 0.0, None) / 7.0
+    return x, t_x, tenure / 7.0

@@ -104,6 +104,7 @@ def run_churn(
     """Judge the churn models on the tenant's data and refit the served one."""
     from core.errors import ValidationFailed
     from features.churn import (
+        BTYD_DOCS,
         FEATURE_DOCS,
         FEATURE_NAMES,
         churn_feature_set,
@@ -154,7 +155,7 @@ def run_churn(
     built = churn_feature_set(items, feature_end_week=week)
     pops = {"main": np.ones(len(y), bool), "clean": clean}
     frame = ChurnFrame(X, y, pops, win, built.skipped_rows, dict(built.filled))
-    step(f"judging lightgbm, logistic and recency on {cfg.splits} stratified splits")
+    step(f"judging lightgbm, logistic, recency and BG/NBD on {cfg.splits} stratified splits")
     start = time.perf_counter()
     table = evaluate_protocol(items, None, cfg, splits=cfg.splits, frame=frame)
     seconds["evaluate"] = round(time.perf_counter() - start, 1)
@@ -169,7 +170,7 @@ def run_churn(
         "splits": cfg.splits,
         "feature_service": "churn_v1",
     }
-    bundle = ChurnBundle(model, window, dict(FEATURE_DOCS))
+    bundle = ChurnBundle(model, window, {**FEATURE_DOCS, **BTYD_DOCS})
     metric = table["main"]["models"]["lightgbm"]["roc_auc_mean"]
     return ChurnRun(table, window, bundle, metric, seconds=seconds)
 
@@ -206,6 +207,6 @@ def log_run(run: ChurnRun, cfg: ChurnConfig, *, tenant: str) -> str:
                     np.array(calib["y"]), np.array(calib["p"]), Path(d) / "calibration.png"
                 )
                 mlflow.log_artifact(str(path))
-        log_bundle(run.bundle.save, requirements=["lightgbm", "numpy", "pandas", "mlflow"])
+        log_bundle(run.bundle.save, requirements=["lightgbm", "numpy", "pandas", "scipy", "mlflow"])
         run.run_id = mlflow.active_run().info.run_id
     return run.run_id

@@ -175,11 +175,18 @@ def test_protocol_on_cj_slice() -> None:
     assert frame.windows == (40, 45, 53)
     rows: list[dict] = []
     res = evaluate_protocol(items, products, cfg, splits=2, on_row=rows.append, frame=frame)
-    assert len(rows) == 2 * 2 * 4
+    assert len(rows) == 2 * 2 * 6
     assert res["clean"]["households"] < res["main"]["households"] <= 300
     for pop in ("main", "clean"):
         models = res[pop]["models"]
-        assert set(models) == {"lightgbm", "logistic", "recency", "lightgbm_raw"}
+        assert set(models) == {
+            "lightgbm",
+            "logistic",
+            "recency",
+            "lightgbm_raw",
+            "btyd",
+            "logistic_btyd",
+        }
         assert all(0.5 < m["roc_auc_mean"] <= 1.0 for m in models.values())
     q = quality(items, products, cfg.model_copy(update={"splits": 2}))
     assert q["figure"] == "churn_quality" and q["baseline"] == "logistic"

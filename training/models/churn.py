@@ -7,6 +7,11 @@ Calibration is fitted on out-of-fold raw scores of the *training* data (stratifi
 booster per fold), then applied to the booster refitted on all training rows, so the test split
 never informs it. Isotonic maps probabilities by linear interpolation between its thresholds;
 Platt is a 1-D logistic on the raw margin.
+
+With `btyd_features`, `fit` also fits a BG/NBD model (training/models/btyd.py) on the training
+rows' purchase histories (label-free: (x, t_x, T) from the view's columns) and appends its three
+features (features.churn.BTYD_DOCS) to the booster's inputs. `feature_names` stays the view's
+columns the caller passes; `model_names` adds the derived ones (drivers name them).
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
+
+from features.churn import BTYD_DOCS, BTYD_INPUTS, LABEL_WEEKS, LEAD_WEEKS, btyd_inputs
+from training.models.btyd import BGNBD, fit_bgnbd, window_stats
 
 MODEL_FILE = "booster.txt"
 META_FILE = "churn.json"
@@ -43,6 +51,7 @@ class ChurnParams(BaseModel):
     calibration_folds: int = Field(5, ge=2, description="folds for out-of-fold calibration")
     seed: int = 0
     num_threads: int = Field(1, ge=1, description="LightGBM threads (the machine is shared)")
+    btyd_features: bool = Field(False, description="append the fitted BG/NBD features")
 
     def lgb_params(self) -> dict[str, Any]:
         """The LightGBM parameter dict (binary objective, deterministic)."""
@@ -69,6 +78,38 @@ def _as_matrix(X: np.ndarray) -> np.ndarray:
     return X
 
 
+class BtydFeatures:
+    """BG/NBD parameters fitted on training rows; appends BTYD_DOCS columns to a view matrix."""
+
+    NAMES = tuple(BTYD_DOCS)
+
+    def __init__(self, params: BGNBD | None = None) -> None:
+        self.params = params
+
+    def _inputs(self, X: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, ...]:
+        missing = [n for n in BTYD_INPUTS if n not in names]
+        if missing:
+            raise ValueError(f"BG/NBD features need the view columns {missing}")
+        names = list(names)
+        return btyd_inputs(*(X[:, names.index(n)] for n in BTYD_INPUTS))
+
+    def fit(self, X: np.ndarray, names: Sequence[str]) -> BtydFeatures:
+        x, t_x, T = self._inputs(_as_matrix(X), names)
+        ok = np.isfinite(x) & np.isfinite(t_x) & np.isfinite(T)
+        self.params = fit_bgnbd(x[ok], t_x[ok], T[ok])
+        return self
+
+    def transform(self, X: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """X with p_alive, p_silent (lead, label weeks) and expected purchase days appended."""
+        if self.params is None:
+            raise RuntimeError("BG/NBD features are not fitted")
+        X = _as_matrix(X)
+        stats = window_stats(
+            self.params, *self._inputs(X, names), lead=LEAD_WEEKS, length=LABEL_WEEKS
+        )
+        return np.column_stack([X, stats["p_alive"], stats["p_silent"], stats["expected"]])
+
+
 class ChurnModel:
     """Calibrated LightGBM churn probability with per-row SHAP drivers."""
 
@@ -77,6 +118,17 @@ class ChurnModel:
         self.booster: lgb.Booster | None = None
         self.feature_names: list[str] = []
         self.calibration: dict[str, Any] = {"method": "none"}
+        self.btyd: BtydFeatures | None = None
+
+    @property
+    def model_names(self) -> list[str]:
+        """The booster's columns: the input features, then the derived BG/NBD ones."""
+        extra = list(BtydFeatures.NAMES) if self.btyd is not None else []
+        return self.feature_names + extra
+
+    def _augment(self, X: np.ndarray) -> np.ndarray:
+        X = _as_matrix(X)
+        return X if self.btyd is None else self.btyd.transform(X, self.feature_names)
 
     def _train(self, X: np.ndarray, y: np.ndarray) -> lgb.Booster:
         data = lgb.Dataset(X, label=y.astype(np.float64), free_raw_data=True)
@@ -88,6 +140,8 @@ class ChurnModel:
         if X.shape[1] != len(feature_names):
             raise ValueError(f"{X.shape[1]} columns but {len(feature_names)} feature names")
         self.feature_names = list(feature_names)
+        self.btyd = BtydFeatures().fit(X, feature_names) if self.params.btyd_features else None
+        X = self._augment(X)
         method = self.params.calibration
         if method != "none":
             folds = StratifiedKFold(
@@ -104,7 +158,7 @@ class ChurnModel:
         """Uncalibrated log-odds margin."""
         if self.booster is None:
             raise RuntimeError("model is not fitted")
-        return self.booster.predict(_as_matrix(X), raw_score=True)
+        return self.booster.predict(self._augment(X), raw_score=True)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Calibrated churn probability per row, in [0, 1]."""
@@ -116,8 +170,8 @@ class ChurnModel:
         """Per row the `top` features whose SHAP contribution pushes most toward churn (> 0)."""
         if self.booster is None:
             raise RuntimeError("model is not fitted")
-        X = _as_matrix(X)
-        names = list(names) if names is not None else self.feature_names
+        X = self._augment(X)
+        names = list(names) if names is not None else self.model_names
         contrib = self.booster.predict(X, pred_contrib=True)[:, : X.shape[1]]
         order = np.argsort(-contrib, axis=1)[:, :top]
         out = []
@@ -146,6 +200,7 @@ class ChurnModel:
             "feature_names": self.feature_names,
             "calibration": self.calibration,
             "params": self.params.model_dump(),
+            "btyd": self.btyd.params.to_dict() if self.btyd is not None else None,
         }
         (path / META_FILE).write_text(json.dumps(meta, indent=1))
 
@@ -158,6 +213,8 @@ class ChurnModel:
         model.booster = lgb.Booster(model_file=str(path / MODEL_FILE))
         model.feature_names = list(meta["feature_names"])
         model.calibration = meta["calibration"]
+        if meta.get("btyd"):
+            model.btyd = BtydFeatures(BGNBD(**meta["btyd"]))
         return model
 
 
