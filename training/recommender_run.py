@@ -301,7 +301,8 @@ def log_run(run: RecommenderRun, cfg: Any, *, tenant: str) -> str:
     tags = {"model": "recommender", "tenant": tenant}
     with mlflow.start_run(run_name="recommender-hybrid", tags=tags):
         mlflow.log_params({**{f"ncf.{k}": v for k, v in cfg.ncf.model_dump().items()},
-                           "num_workers": cfg.num_workers, **run.window})  # fmt: skip
+                           "num_workers": cfg.num_workers, "hybrid.blend": cfg.hybrid.blend,
+                           **run.window})  # fmt: skip
         for split in ("test", "inner_validation"):
             for name, row in run.table[split].items():
                 mlflow.log_metrics({f"{split}.{name}.{k}".replace("@", "_at_"): float(v)
@@ -310,7 +311,7 @@ def log_run(run: RecommenderRun, cfg: Any, *, tenant: str) -> str:
         mlflow.log_dict({"table": run.table, "window": run.window, "tuned": run.tuned,
                          "seconds": run.seconds}, "model_card.json")  # fmt: skip
         mlflow.log_figure(_chart(run.table["test"]), "recommenders_test.png")
-        log_bundle(run.bundle.save, requirements=["torch", "scipy", "numpy", "mlflow"])
+        log_bundle(run.bundle.save, requirements=["torch", "scipy", "numpy", "lightgbm", "mlflow"])
         run.run_id = mlflow.active_run().info.run_id
     return run.run_id
 

@@ -19,6 +19,7 @@ from training.models.recommender import (
     sample_negatives,
     train_pairs,
 )
+from training.recommending.blend import INCREASING, LightGBMBlend
 from training.recommending.candidates import candidates, reasons
 from training.recommending.config import load_recommender_config
 from training.recommending.data import RecData
@@ -240,3 +241,85 @@ def test_serving_and_scoring_load_the_recommender_without_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def _lightgbm_cfg(**kw) -> HybridConfig:
+    params = LightGBMBlend(n_rounds=60, num_leaves=7, min_data_in_leaf=5, **kw)
+    return HybridConfig(neg_bought=5, neg_random=5, blend="lightgbm", lightgbm=params)
+
+
+@pytest.mark.parametrize("objective", ["lambdarank", "binary"])
+def test_lightgbm_blend_ranks_the_due_repeat_item_first_and_survives_save_load(
+    tmp_path, objective
+) -> None:
+    data = _staples()
+    scorer = HybridScorer(None, data, n_neighbours=5)
+    scorer.blend = fit_blend(scorer, _lightgbm_cfg(objective=objective))
+    assert scorer.blend.kind == "lightgbm"
+    # the staple (8 baskets, 7 days ago) beats the 12 one-off items and every new item; the
+    # bought offset alone cannot do that (all 13 are bought)
+    top = scorer.score_all(np.arange(data.n_users)).argmax(axis=1)
+    assert (top == np.arange(data.n_users) % data.n_items).mean() >= 0.9
+    scorer.save(tmp_path / "hybrid")
+    loaded = HybridScorer.load(tmp_path / "hybrid")
+    assert loaded.blend.kind == "lightgbm"
+    assert loaded.blend.bought_offset == scorer.blend.bought_offset
+    users = np.arange(6)
+    np.testing.assert_array_equal(loaded.score_all(users), scorer.score_all(users))
+
+
+def test_lightgbm_blend_never_lowers_a_score_when_evidence_grows() -> None:
+    data = _staples()
+    scorer = HybridScorer(None, data, n_neighbours=5)
+    blend = fit_blend(scorer, _lightgbm_cfg())
+    f = scorer.features(np.arange(data.n_users), np.tile(np.arange(data.n_items), (30, 1)))
+    base = blend(f)
+    for name in INCREASING:
+        j = FEATURES.index(name)
+        more = f.copy()
+        more[..., j] += np.abs(f[..., j]).max() * 0.5 + 0.5
+        assert (blend(more) >= base - 1e-6).all(), name
+
+
+def test_extra_features_follow_the_train_matrix() -> None:
+    counts = np.zeros((3, 6))
+    counts[0, [0, 1, 3]] = [3, 1, 1]  # departments (item % 3 + 1): items 0 and 3 -> 1, item 1 -> 2
+    counts[1, 0] = 1
+    counts[2, 2] = 2
+    days = np.full(counts.shape, 9.0)
+    days[0, 1] = 4.0  # user 0's latest basket: 4 days before the split
+    data = _recdata(counts, days, [np.array([4])], n_neg=1)
+    scorer = HybridScorer(None, data, n_neighbours=2)
+    f = scorer.features(np.array([0]), np.array([[0, 5]]))[0]
+    col = {n: f[:, FEATURES.index(n)] for n in FEATURES}
+    assert col["log_user_gap"][0] == pytest.approx(np.log1p(4.0))
+    assert col["b_dept_share"][0] == pytest.approx(3 / 4) and col["b_dept_share"][1] == 0
+    # item 0: bought by users 0 (3 baskets) and 1 (1 basket) -> half of its buyers repeat
+    assert col["item_repeat_rate"][0] == pytest.approx(0.5)
+
+
+def test_a_linear_blend_saved_before_features_were_added_still_loads_and_scores(tmp_path) -> None:
+    """A champion saved by an older version (fewer features, linear blend) keeps serving after an
+    upgrade: the features added since get zero weight. A booster needs exactly its features."""
+    import json
+
+    data = _staples()
+    scorer = HybridScorer(None, data, n_neighbours=5)
+    scorer.blend = fit_blend(scorer, HybridConfig(neg_bought=5, neg_random=5))
+    old = list(FEATURES[: FEATURES.index("log_user_gap")])  # before the context features
+    keep = [FEATURES.index(f) for f in old]
+    scorer.blend.coef[np.setdiff1d(np.arange(len(FEATURES)), keep)] = 0.0  # what it could use
+    scorer.save(tmp_path / "hybrid")
+    meta_path = tmp_path / "hybrid" / "hybrid.json"
+    meta = json.loads(meta_path.read_text())
+    with np.load(tmp_path / "hybrid" / "hybrid.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["coef"] = arrays["coef"][keep]
+    np.savez(tmp_path / "hybrid" / "hybrid.npz", **arrays)
+    meta_path.write_text(json.dumps({**meta, "features": old}))
+    loaded = HybridScorer.load(tmp_path / "hybrid")
+    users = np.arange(6)
+    np.testing.assert_allclose(loaded.score_all(users), scorer.score_all(users), rtol=1e-6)
+    meta_path.write_text(json.dumps({**meta, "features": [*old, "no_such_feature"]}))
+    with pytest.raises(ValueError, match="saved with features"):
+        HybridScorer.load(tmp_path / "hybrid")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from training.models.recommender import NCFConfig
 from training.profiles import read_profiled
-from training.recommending.hybrid import HybridConfig
+from training.recommending.blend import HybridConfig
 
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "recommender.yaml"
 

@@ -1,11 +1,13 @@
 """The served recommender: NeuMF blended with the household's repeat-purchase signal, content
-affinity and co-purchase neighbours (numpy only at scoring time).
+affinity and co-purchase neighbours (numpy, and lightgbm for a boosted blend, at scoring time).
 
 Features of a (user, item) pair are split by whether the user bought the item in train
-("bought" x feature and "new" x feature), so one logistic regression learns two rankers: how
-due a repeat purchase is (baskets with the item, recency, typical interval) and which new item
-fits (NCF, co-purchase kNN, department/category/brand affinity, popularity). The blend is fitted
-on the inner-validation split only (`fit_blend`).
+("bought" x feature and "new" x feature), so one blend learns two rankers: how due a repeat
+purchase is (baskets with the item, recency, typical interval, its share of the department) and
+which new item fits (NCF, co-purchase kNN, department/category/brand affinity, popularity), with
+household context (days since its last basket, basket count) and the item's repeat rate. The
+blend (`training.recommending.blend`: logistic regression or a LightGBM ranker) is fitted on the
+inner-validation split only (`fit_blend`).
 
 Rules for bad input (counted in `candidates.CandidateSet.skipped`):
 - `unknown_customers`: customer ids with no train basket get the popularity ranking (cold start).
@@ -24,62 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field
 
 from training.models.recommender import NCFWeights, ncf_scores
+from training.recommending.blend import FEATURES, Blend, HybridConfig, fit_blend
 
-FEATURES = (
-    "bought",
-    "b_log_count",
-    "b_share",
-    "b_log_recency",
-    "b_log_due",
-    "b_abs_log_due",
-    "b_ncf",
-    "b_log_knn",
-    "b_log_pop",
-    "b_log_uknn",
-    "n_ncf",
-    "n_log_knn",
-    "n_log_cat",
-    "n_log_dept",
-    "n_log_brand",
-    "n_log_pop",
-    "n_log_uknn",
-)
-
-
-class HybridConfig(BaseModel):
-    """Hybrid scorer settings (configs/recommender.yaml `hybrid`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    n_neighbours: int = Field(20, ge=1, description="co-purchase neighbours kept per item")
-    n_user_neighbours: int = Field(50, ge=1, description="similar households per household")
-    n_candidates: int = Field(200, ge=1, description="candidate set size per household")
-    neg_bought: int = Field(60, ge=0, description="blend negatives per user among bought items")
-    neg_random: int = Field(99, ge=1, description="blend negatives per user over the catalog")
-    C: float = Field(1.0, gt=0, description="inverse L2 strength of the blend")
-    bought_offsets: list[float] = Field(
-        [0.0, 1.0, 2.0, 4.0, 8.0, 1000.0], min_length=1, description="grid for select_offset"
-    )
-    seed: int = 42
-
-
-@dataclass
-class Blend:
-    """Linear blend over FEATURES (standardisation folded into coef)."""
-
-    coef: np.ndarray  # [F]
-    intercept: float = 0.0
-    bought_offset: float = 0.0  # already in coef[0]; kept to report what was selected
-
-    @classmethod
-    def ncf_only(cls) -> Blend:
-        """The blend that ranks by NCF alone (for reporting NCF through the same scorer)."""
-        coef = np.zeros(len(FEATURES), np.float32)
-        coef[FEATURES.index("b_ncf")] = coef[FEATURES.index("n_ncf")] = 1.0
-        return cls(coef)
+__all__ = ["FEATURES", "Blend", "CoPurchase", "HybridConfig", "HybridScorer", "fit_blend"]
 
 
 @dataclass
@@ -119,20 +70,34 @@ def co_purchase(train: sp.csr_matrix, k: int = 20, chunk: int = 1024) -> CoPurch
     return CoPurchase(nbr, sims, mat)
 
 
-def _affinity(train: sp.csr_matrix, codes: np.ndarray) -> sp.csr_matrix:
-    """[U, n_codes] share of the user's baskets-with-item in each code (code 0 = unknown: 0)."""
+def _code_counts(train: sp.csr_matrix, codes: np.ndarray) -> sp.csr_matrix:
+    """[U, n_codes] the user's baskets-with-item summed per code (code 0 = unknown: 0)."""
     n = int(codes.max()) + 1 if len(codes) else 1
     known = codes > 0
     rows = np.flatnonzero(known)
     onehot = sp.csr_matrix(
         (np.ones(len(rows), np.float32), (rows, codes[known])), shape=(len(codes), n)
     )
+    return sp.csr_matrix(train @ onehot)
+
+
+def _affinity(train: sp.csr_matrix, codes: np.ndarray) -> sp.csr_matrix:
+    """[U, n_codes] share of the user's baskets-with-item in each code (code 0 = unknown: 0)."""
     total = np.asarray(train.sum(axis=1)).ravel().clip(min=1.0)
-    return sp.csr_matrix(sp.diags(1.0 / total) @ (train @ onehot))
+    return sp.csr_matrix(sp.diags(1.0 / total) @ _code_counts(train, codes))
+
+
+def _row_min(m: sp.csr_matrix, empty: float) -> np.ndarray:
+    """Smallest stored value per row (`empty` for rows without one)."""
+    out = np.full(m.shape[0], empty, np.float32)
+    has = np.diff(m.indptr) > 0
+    if has.any():
+        out[has] = np.minimum.reduceat(m.data, m.indptr[:-1][has])
+    return out
 
 
 class HybridScorer:
-    """score(users[E], items[E, K]) -> [E, K] and score_all(users[E]) -> [E, I], numpy only."""
+    """score(users[E], items[E, K]) -> [E, K], score_all(users[E]) -> [E, I]; numpy, lightgbm."""
 
     def __init__(
         self,
@@ -170,6 +135,13 @@ class HybridScorer:
         self.codes = [
             np.asarray(c, np.int64) for c in (data.product_category, data.department, data.brand)
         ]
+        self.dept_counts = _code_counts(self.train, self.codes[1])
+        # days from the household's last train basket to the split (+1), and its log basket count
+        self.user_gap = np.log1p(_row_min(self.last, empty=1.0))
+        self.log_baskets = np.log1p(self.n_baskets)
+        buyers = np.asarray((self.train > 0).sum(axis=0)).ravel()
+        repeaters = np.asarray((self.train >= 2).sum(axis=0)).ravel()
+        self.repeat_rate = (repeaters / np.maximum(buyers, 1)).astype(np.float32)
 
     def save(self, path: str | Path) -> None:
         """Write NCF weights, blend and the household x item matrices to directory `path`."""
@@ -177,6 +149,9 @@ class HybridScorer:
         path.mkdir(parents=True, exist_ok=True)
         if self.ncf is not None:
             self.ncf.save(path / "ncf")
+        booster = self.blend.model_string()
+        if booster is not None:
+            (path / "blend_lightgbm.txt").write_text(booster)
         d = self.data
         sp.save_npz(path / "train.npz", self.train)
         sp.save_npz(path / "last.npz", self.last.tocsr())
@@ -193,6 +168,8 @@ class HybridScorer:
         meta = {
             "intercept": self.blend.intercept,
             "bought_offset": self.blend.bought_offset,
+            "blend": self.blend.kind,
+            "blend_threads": self.blend.num_threads,
             "features": list(FEATURES),
             "n_neighbours": self.co.neighbours.shape[1],
             "n_user_neighbours": self.n_user_neighbours,
@@ -207,10 +184,16 @@ class HybridScorer:
 
         path = Path(path)
         meta = json.loads((path / "hybrid.json").read_text())
-        if meta["features"] != list(FEATURES):
-            raise ValueError(f"{path}: saved with features {meta['features']}, have {FEATURES}")
+        saved = list(meta["features"])
+        kind = meta.get("blend", "linear")
+        # A linear blend saved with fewer features (an older version) scores the same with
+        # zero weight on the features added since; a booster needs exactly its own features.
+        if any(f not in FEATURES for f in saved) or (kind != "linear" and saved != list(FEATURES)):
+            raise ValueError(f"{path}: saved with features {saved}, have {FEATURES}")
         with np.load(path / "hybrid.npz") as z:
             a = {k: z[k] for k in z.files}
+        coef = np.zeros(len(FEATURES), np.float32)
+        coef[[FEATURES.index(f) for f in saved]] = a["coef"]
         empty = np.empty(0, np.int64)
         data = RecData(
             customer_ids=a["customer_ids"],
@@ -231,7 +214,11 @@ class HybridScorer:
             skipped={},
         )
         ncf = NCFWeights.load(path / "ncf") if (path / "ncf").is_dir() else None
-        blend = Blend(a["coef"], meta["intercept"], meta["bought_offset"])
+        booster = None
+        if kind == "lightgbm":
+            booster = Blend.load_booster((path / "blend_lightgbm.txt").read_text())
+        blend = Blend(coef, meta["intercept"], meta["bought_offset"], booster,
+                      meta.get("blend_threads", 1))  # fmt: skip
         return cls(
             ncf,
             data,
@@ -259,6 +246,7 @@ class HybridScorer:
         uknn = np.log(uknn + 1e-3)
         ncf = ncf_scores(self.ncf, users, items) if self.ncf is not None else np.zeros_like(b)
         pop = self.pop[items]
+        dept = self.dept_counts[uniq].toarray()[r, self.codes[1][items]]
         aff = [
             np.log(a[uniq].toarray()[r, c[items]] + 1e-3)
             for a, c in zip(self.aff, self.codes, strict=True)
@@ -281,6 +269,10 @@ class HybridScorer:
             n * aff[2],
             n * pop,
             n * uknn,
+            np.broadcast_to(self.user_gap[users][:, None], b.shape),
+            np.broadcast_to(self.log_baskets[users][:, None], b.shape),
+            b * count / np.maximum(dept, count.clip(min=1.0)),
+            self.repeat_rate[items],
         ]
         return np.stack(cols, axis=-1).astype(np.float32)
 
@@ -289,7 +281,7 @@ class HybridScorer:
         out = np.empty(np.shape(items), np.float32)
         for s in range(0, len(users), chunk):
             f = self.features(users[s : s + chunk], items[s : s + chunk])
-            out[s : s + chunk] = f @ self.blend.coef + self.blend.intercept
+            out[s : s + chunk] = self.blend(f)
         return out
 
     def score_all(self, users: np.ndarray, chunk: int = 8) -> np.ndarray:
@@ -308,66 +300,3 @@ class HybridScorer:
         """The user's typical days between purchases of `item` (None if bought < 2 times)."""
         count = float(self.train[user, item])
         return float(self.span[user] / count) if count >= 2 else None
-
-
-def _blend_sample(data, cfg: HybridConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(users, items, labels): each evaluated user's held-out basket items as positives, plus
-    negatives among its bought items and uniform over the catalog (both outside the basket)."""
-    rng = np.random.default_rng(cfg.seed)
-    train = data.train.tocsr()
-    us, its, ys = [], [], []
-    for u, t in zip(data.eval_users, data.targets, strict=True):
-        seen = train.indices[train.indptr[u] : train.indptr[u + 1]]
-        bought = np.setdiff1d(seen, t)
-        neg_b = rng.choice(bought, min(cfg.neg_bought, len(bought)), replace=False)
-        neg_r = rng.integers(0, data.train.shape[1], cfg.neg_random)
-        neg_r = neg_r[~np.isin(neg_r, t)]
-        items = np.concatenate([t, neg_b, neg_r])
-        us.append(np.full(len(items), u))
-        its.append(items)
-        ys.append(np.r_[np.ones(len(t)), np.zeros(len(neg_b) + len(neg_r))])
-    return np.concatenate(us), np.concatenate(its), np.concatenate(ys)
-
-
-def fit_blend(scorer: HybridScorer, cfg: HybridConfig) -> Blend:
-    """Logistic-regression blend on `scorer.data`, which must be the inner-validation split."""
-    from sklearn.linear_model import LogisticRegression
-
-    users, items, labels = _blend_sample(scorer.data, cfg)
-    # in blocks of 256 users: features densify one catalog-wide row per distinct user
-    cuts = np.searchsorted(users, np.unique(users)[::256][1:])
-    x = np.concatenate(
-        [
-            scorer.features(u, i[:, None])[:, 0, :]
-            for u, i in zip(np.split(users, cuts), np.split(items, cuts), strict=True)
-        ]
-    )
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-    lr = LogisticRegression(C=cfg.C, max_iter=2000).fit((x - mean) / scale, labels)
-    coef = (lr.coef_[0] / scale).astype(np.float32)
-    blend = Blend(coef, float(lr.intercept_[0] - (coef * mean).sum()))
-    return select_offset(scorer, blend, cfg.bought_offsets)
-
-
-def select_offset(scorer: HybridScorer, blend: Blend, offsets: list[float]) -> Blend:
-    """`blend` with its "bought" weight raised by the offset that maximises sampled HR@10 (then
-    NDCG@10) on `scorer.data` (inner validation).
-
-    The regression calibrates P(in next basket), where an item bought once long ago loses to a
-    popular new one; the protocol's sampled metric instead rewards ranking any bought item above
-    never-bought ones. The offset trades between the two and is chosen on inner validation.
-    """
-    from training.recommending.metrics import hit_rate, ndcg, positive_ranks
-
-    data = scorer.data
-    f = scorer.features(data.eval_users, data.candidates())
-    base = f @ blend.coef
-    best, best_key = blend, (-1.0, -1.0)
-    for off in offsets:
-        ranks = positive_ranks(base + off * f[..., 0], data.tiebreak)
-        key = (hit_rate(ranks), ndcg(ranks))
-        if key >= best_key:  # ties: the larger offset (closer to "bought first")
-            coef = blend.coef.copy()
-            coef[0] += off
-            best, best_key = Blend(coef, blend.intercept, off), key
-    return best
