@@ -110,13 +110,17 @@ class BatchResult:
     inventory: int = 0  # inventory rows inserted or moved forward
     moved: list[tuple[str, int]] = field(default_factory=list)  # their (store, product) keys
     stale: list[tuple[str, int]] = field(default_factory=list)  # keys the warehouse had newer
-    customers: list[int] = field(default_factory=list)  # customers with new baskets
     transaction_ids: list[int] = field(default_factory=list)  # the inserted baskets
     buyers: list[int] = field(default_factory=list)  # their customers, same order
     newest: datetime | None = None  # newest basket time among the inserted ones
     times: list[datetime] = field(default_factory=list)  # of the inserted baskets
     stores: list[str] = field(default_factory=list)  # of the inserted baskets, same order
     sales: list[float] = field(default_factory=list)  # of the inserted baskets, same order
+
+    @property
+    def customers(self) -> list[int]:
+        """The customers with new baskets, ascending."""
+        return sorted(set(self.buyers))
 
 
 def ensure_tenant_partitions(conn: psycopg.Connection, tenant: str) -> list[str]:
@@ -189,13 +193,11 @@ def write_batch(
         with conn.cursor() as cur:
             _copy_rows(cur, baskets)
             inserted = cur.execute(_MERGE, {"tenant": tenant}).fetchall()
-            ids = [r[0] for r in inserted]
-            if ids:
+            if inserted:
                 for stmt in _DIMENSIONS:
                     cur.execute(stmt, {"tenant": tenant})
-        result.inserted = len(ids)
-        result.duplicates = len(baskets) - len(ids)
-        result.customers = sorted({int(r[1]) for r in inserted})
+        result.inserted = len(inserted)
+        result.duplicates = len(baskets) - len(inserted)
         result.transaction_ids = [int(r[0]) for r in inserted]
         result.buyers = [int(r[1]) for r in inserted]
         result.newest = max((r[2] for r in inserted), default=None)
