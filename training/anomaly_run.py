@@ -73,6 +73,30 @@ FLAG_SCORE = 0.98
 LOOKBACK_DAYS = 70  # history the detectors read before the first scored day (56 + margin)
 
 
+def flagged_day(
+    store_id: Any,
+    day: Any,
+    sales: float,
+    expected: float,
+    score: float,
+    spike: bool,
+    voted: np.ndarray,
+) -> dict[str, Any]:
+    """One flagged store-day as the route and batch scoring report it (`voted`: [K] bool over
+    `DETECTORS`, the weighted detectors that voted)."""
+    from training.models.anomaly import DETECTORS
+
+    return {
+        "storeId": str(store_id),
+        "date": str(day),
+        "sales": round(float(sales), 2),
+        "expected": round(float(expected), 2),
+        "score": round(float(score), 4),
+        "direction": "spike" if spike else "drop",
+        "detectors": [d for k, d in enumerate(DETECTORS) if voted[k]],
+    }
+
+
 @dataclass
 class AnomalyBundle:
     """The served detector: the ensemble fitted on every day of the tenant's history."""
@@ -111,24 +135,17 @@ class AnomalyBundle:
 
     def detect(self, panel: DailyPanel, days: np.ndarray) -> list[dict[str, Any]]:
         """Flagged store-days among column indices `days` of `panel`, highest score first."""
-        from training.models.anomaly import DETECTORS
-
         res = self.ensemble.score(panel, days)
         flagged, voted = self.flags(res)
         out = []
         for s, t in zip(*np.nonzero(flagged), strict=True):
             col = res.days[t]
             out.append(
-                {
-                    "storeId": str(panel.store_ids[s]),
-                    "date": str(panel.dates[col]),
-                    "sales": round(float(panel.sales[s, col]), 2),
-                    "expected": round(float(res.expected[s, t]), 2),
-                    "score": round(float(res.score[s, t]), 4),
-                    "direction": "spike" if res.direction[s, t] >= 0 else "drop",
-                    "detectors": [d for k, d in enumerate(DETECTORS) if voted[k, s, t]],
-                }
-            )
+                flagged_day(
+                    panel.store_ids[s], panel.dates[col], panel.sales[s, col],
+                    res.expected[s, t], res.score[s, t], res.direction[s, t] >= 0, voted[:, s, t],
+                )
+            )  # fmt: skip
         return sorted(out, key=lambda a: -a["score"])
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:

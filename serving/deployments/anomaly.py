@@ -154,7 +154,7 @@ class Anomaly(ModelDeployment):
     ) -> dict[str, Any] | None:
         """Flagged store-days between `start` and `end` (ISO dates, inclusive); None without a
         model; {"unknownStores": [...]} when some requested stores have no sales at all."""
-        from training.models.anomaly import DETECTORS
+        from training.anomaly_run import flagged_day
 
         loaded = self._get(tenant)
         if loaded is None:
@@ -203,16 +203,11 @@ class Anomaly(ModelDeployment):
                     unscored += 1
                 elif scored.flagged[r]:
                     found.append(
-                        {
-                            "storeId": store,
-                            "date": day.isoformat(),
-                            "sales": round(float(scored.sales[r]), 2),
-                            "expected": round(float(scored.expected[r]), 2),
-                            "score": round(float(scored.score[r]), 4),
-                            "direction": "spike" if scored.spike[r] else "drop",
-                            "detectors": [d for k, d in enumerate(DETECTORS) if scored.voted[k, r]],
-                        }
-                    )
+                        flagged_day(
+                            store, day.isoformat(), scored.sales[r], scored.expected[r],
+                            scored.score[r], scored.spike[r], scored.voted[:, r],
+                        )
+                    )  # fmt: skip
         skipped["too_little_history"] = unscored
         report["daysScanned"] = len(days)
         report["anomalies"] = sorted(found, key=lambda a: -a["score"])
