@@ -170,6 +170,12 @@ class ProfileLR:
         scale = self._day_scale(rows, dow)
         z = (x - expected - self.center[rows][:, None]) / scale
         up, down = self.log_up / scale, self.log_down / scale
-        with np.errstate(invalid="ignore"):
-            lr = np.log(0.5 * self._pdf(z - up) + 0.5 * self._pdf(z - down)) - np.log(self._pdf(z))
-        return lr, z, expected
+        return shift_log_ratio(self._pdf, z, up, down), z, expected
+
+
+def shift_log_ratio(pdf, z: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """log of [density of z if the day was multiplied by the spike or the drop factor (1/2
+    each: z shifted by `up` or `down` in its standardised units)] / [its density as a normal
+    day], for a residual density `pdf` (shift_lr and profile_lr)."""
+    with np.errstate(invalid="ignore"):
+        return np.log(0.5 * pdf(z - up) + 0.5 * pdf(z - down)) - np.log(pdf(z))

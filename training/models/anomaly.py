@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import gaussian_kde
 from sklearn.ensemble import IsolationForest
 
-from training.anomaly.profile_lr import ProfileLR, ProfileLRConfig
+from training.anomaly.profile_lr import GRID, ProfileLR, ProfileLRConfig, shift_log_ratio
 from training.models.fast_forest import FastIsolationForest
 
 DETECTORS = ("seasonal", "iqr", "iforest", "shift_lr", "profile_lr")
@@ -202,8 +202,7 @@ class AnomalyEnsemble:
         # shift_lr: z-shift of a multiplicative change is log(factor) / scale of that store
         up = np.log(self.cfg.spike_factor) / mad
         dn = np.log(self.cfg.drop_factor) / mad
-        dens = self._density
-        lr = np.log(0.5 * dens(z - up) + 0.5 * dens(z - dn)) - np.log(dens(z))
+        lr = shift_log_ratio(self._density, z, up, dn)
         plr = np.full(x.shape, np.nan)
         profile = self.__dict__.get("profile_model")  # None: saved before profile_lr existed
         if profile is not None and known.any():
@@ -251,7 +250,7 @@ class AnomalyEnsemble:
         self.r_q1, self.r_q3 = np.nanpercentile(rp, [25, 75], axis=1)
         u = ((rp - self.r_median[:, None]) / self.r_mad[:, None]).ravel()
         u = u[np.isfinite(u)]
-        self.kde_grid = np.linspace(-60.0, 60.0, 6001)
+        self.kde_grid = GRID
         self.kde_density = gaussian_kde(u)(self.kde_grid)
         x_all = np.log1p(np.maximum(panel.sales, 0.0))
         feats = self._features(panel, x_all, r, rows)[keep][:, fit_cols].reshape(-1, 6)
