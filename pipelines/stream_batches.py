@@ -68,6 +68,9 @@ class Batch:
         self.inventory: dict[tuple[str, int], InventoryMessage] = {}
         self.rejects: list[RejectedMessage] = []
         self.tx_messages = 0
+        # baskets an earlier write of this batch inserted and committed, when it is written
+        # again after the batch before it failed: the rewrite finds them already there
+        self.written_before = 0
 
     def __len__(self) -> int:
         return len(self.records)
@@ -216,6 +219,9 @@ class Loop:
             later = self.inflight
             futures.wait([j.future for j in later])
             self.inflight = []
+            for j in later:
+                if j.future.exception() is None:  # committed: counted as its own, not re-reads
+                    j.batch.written_before += j.future.result().result.inserted
             if sc.stop.is_set() or on_error == "raise":
                 raise
             if on_error == "drop":

@@ -267,9 +267,10 @@ class StreamConsumer:
         self.stats.timed("offset_commit", t)
         result, s = written.result, self.stats
         s.messages += len(batch)
-        s.baskets += result.inserted
+        s.baskets += result.inserted + batch.written_before
         rejected_tx = sum(1 for r in batch.rejects if r.topic == self.cfg.transactions_topic)
-        s.duplicates += result.duplicates + batch.tx_messages - len(batch.baskets) - rejected_tx
+        s.duplicates += (result.duplicates - batch.written_before + batch.tx_messages
+                         - len(batch.baskets) - rejected_tx)  # fmt: skip
         s.inventory += result.inventory
         s.rejected += len(batch.rejects)
         s.customers_pushed += written.pushed

@@ -229,6 +229,47 @@ def test_database_down_waits_commits_nothing_then_resumes(stream, warehouse_env)
     assert _committed(stream) == 3
 
 
+def test_batch_written_after_a_failed_one_counts_once(stream, warehouse_env, monkeypatch):
+    """Batch N fails in its transaction while batch N+1 (the other writer) is under way and
+    then commits; both are written again, and N+1's baskets count as written, not as
+    re-delivered duplicates."""
+    from pipelines import stream_consumer as mod
+
+    stream.max_batch, stream.retry_backoff_s = 2, 0.2
+    fourth = _basket(4, 503, T0 + timedelta(days=1), [(13, 1, 5.0, 0.0)])
+    _send(stream, [*BASKETS, fourth])
+    second_started, merges = threading.Event(), []
+    real_connection, real_write, real_land = (
+        StreamConsumer._connection, mod.write_batch, mod.land_baskets)  # fmt: skip
+
+    def connection(self, slot):
+        if slot == 1:
+            second_started.set()  # batch N+1's writer is under way
+        return real_connection(self, slot)
+
+    def write(conn, **kw):
+        merges.append(len(kw["baskets"]))
+        return real_write(conn, **kw)
+
+    def land(conn, **kw):  # batch N's rollups come first (N+1 waits for its tenant lock)
+        if not land.failed:
+            land.failed = True
+            assert second_started.wait(20)
+            raise psycopg.OperationalError("injected: the connection dropped")
+        return real_land(conn, **kw)
+
+    land.failed = False
+    monkeypatch.setattr(StreamConsumer, "_connection", connection)
+    monkeypatch.setattr(mod, "write_batch", write)
+    monkeypatch.setattr(mod, "land_baskets", land)
+    stats = StreamConsumer(stream).run()
+    assert stats.db_retries == 1
+    assert len(merges) == 4 and sum(merges) == 8  # both batches were written again
+    assert (stats.messages, stats.baskets, stats.duplicates) == (4, 4, 0)
+    assert _counts(warehouse_env)["transactions"] == 4
+    assert _committed(stream) == 4
+
+
 def test_uncommitted_batch_is_redelivered_to_the_next_consumer(stream, warehouse_env):
     """A consumer that dies after the database commit but before the offset commit leaves
     the batch to the next one, which writes nothing twice."""
