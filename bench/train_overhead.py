@@ -10,7 +10,10 @@ TorchTrainer.fit on an already-running Ray minus the loop's own time, `cold` = t
 ray.init and ray.shutdown (what a one-off CLI run pays). Ray starts as `retailpulse train`
 starts it (core.ray_runtime.start_local: MALLOC_ENV in the raylet's environment, so workers need
 no runtime_env and actors can take pre-started processes), alternated with the start used
-before (MALLOC_ENV as the job's runtime_env: `fixed_cost_cold_previous_start_s`).
+before (MALLOC_ENV as the job's runtime_env: `fixed_cost_cold_previous_start_s`). On the former
+the trainer (training.trainers.torch_trainer) also leaves out Train V2's cluster-only actors
+(autoscaling coordinator, placement-group cleaner, preemption watcher) and runs its controller
+without a runtime_env; on the latter it is Ray's TorchTrainer but for the unused DatasetManager.
 """
 
 from __future__ import annotations

@@ -36,6 +36,16 @@ MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "1048576",
     "MALLOC_TRIM_THRESHOLD_": "268435456",
 }
+# What a private local Ray (`start_local`) gives every worker for Ray Train, through the raylet:
+# the controller's settings (Train would otherwise hand them to the controller as a runtime_env,
+# which rules out a pre-started worker for it) and no preemption watcher (one node that nothing
+# drains; the watcher is a process of its own). See training/trainers/torch_trainer.py.
+HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+LOCAL_TRAIN_ENV = {
+    HEALTH_CHECK_ENV: "0.2",
+    "RAY_WARN_BLOCKING_GET_INSIDE_ASYNC": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
 # Set by Ray's job manager for a submitted job's driver (ray._private.runtime_env.constants).
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
@@ -117,6 +127,16 @@ def _environ(updates: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def started_local_ray() -> bool:
+    """Whether the running Ray is the private local one this process started (`start_local`):
+    one node, gone when this process ends."""
+    import ray
+
+    if not ray.is_initialized() or _NODE_KEY not in _LOCAL_WORKER_ENV:
+        return False
+    return _LOCAL_WORKER_ENV[_NODE_KEY] == ray.get_runtime_context().get_node_id()
+
+
 def task_runtime_env(env: Mapping[str, str]) -> dict[str, object] | None:
     """A runtime_env giving Ray actors `env`, or None when every worker already has it: from the
     job's runtime_env, or from the local Ray `ensure_ray` started with it. A per-actor
@@ -139,9 +159,11 @@ def start_local(env: Mapping[str, str], *, num_cpus: int, **init_options: Any) -
     `env` that way rather than as the job's runtime_env lets actors (Train controllers and
     workers, Serve replicas) take the workers Ray pre-starts at init, which a job runtime_env
     rules out (each would start a fresh process instead: ~2-4 s of the fixed cost of a Train run).
+    Workers also get LOCAL_TRAIN_ENV unless `env` says otherwise.
     """
     import ray
 
+    env = {**LOCAL_TRAIN_ENV, **env}
     with _environ(env):
         ray.init(
             address="local",

@@ -7,18 +7,12 @@ Runs in a subprocess: the test session already has its own Ray (`ray_session`).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.ray_probe import run_probe
 
 PROBE = """
 import json, os, sys, tempfile
 import ray
-from core.ray_runtime import start_local, task_runtime_env
+from core.ray_runtime import start_local, started_local_ray, task_runtime_env
 
 tmp = tempfile.mkdtemp(prefix="rp-envprobe-", dir="/tmp")
 start_local({"RP_PROBE_ENV": "given"}, num_cpus=1, include_dashboard=False,
@@ -40,34 +34,26 @@ out = {
     "job_runtime_env": (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {},
     "same": task_runtime_env({"RP_PROBE_ENV": "given"}),
     "other": task_runtime_env({"RP_PROBE_ENV": "other"}),
+    "started_here": started_local_ray(),
 }
 ray.shutdown()
 # a Ray started another way afterwards: the first one's environment no longer counts
 ray.init(address="local", num_cpus=1, include_dashboard=False, _temp_dir=tmp,
          logging_level="ERROR", log_to_driver=False)
 out["later_ray"] = task_runtime_env({"RP_PROBE_ENV": "given"})
+out["later_started_here"] = started_local_ray()
 ray.shutdown()
 print("PROBE " + json.dumps(out))
 """
 
 
 def test_local_ray_workers_inherit_the_env_and_the_driver_keeps_its_own() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "RP_PROBE_ENV"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("PROBE ")), None)
-    assert line is not None, proc.stderr[-3000:]
-    out = json.loads(line[len("PROBE ") :])
+    out = run_probe(PROBE, drop_env=("RP_PROBE_ENV",))
     assert out["actor"] == "given" and out["task"] == "given"
     assert out["driver"] is None  # restored after ray.init
     assert "RP_PROBE_ENV" not in out["job_runtime_env"]  # not through a job runtime_env
     assert out["same"] is None  # workers have it: no per-actor runtime_env
     assert out["other"] == {"env_vars": {"RP_PROBE_ENV": "other"}}
     assert out["later_ray"] == {"env_vars": {"RP_PROBE_ENV": "given"}}
+    # only the Ray start_local started counts as this process's own one-node Ray
+    assert out["started_here"] is True and out["later_started_here"] is False

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.ray_runtime import MALLOC_ENV, task_runtime_env
 from training.forecasting.config import ForecasterConfig, LSTMConfig
 from training.forecasting.panel import Panel
 
@@ -156,7 +155,7 @@ def build_trainer(
     max_epochs: int | None = None,
     final: bool = True,
     callbacks: list[Any] | None = None,
-    health_check_interval_s: float = 0.2,
+    health_check_interval_s: float | None = None,
 ):
     """A TorchTrainer (cfg.num_workers workers, DDP when > 1) over `panel` up to train_end_week.
 
@@ -165,20 +164,10 @@ def build_trainer(
     epochs without one reach `callbacks` (ray.train.UserCallback.after_report).
     """
     import ray
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
-    try:  # Train V2 (the 2.60 default) only
-        from ray.train import LoggingConfig
-
-        logging = {"logging_config": LoggingConfig(log_level="WARNING")}
-    except ImportError:  # pragma: no cover - RAY_TRAIN_V2_ENABLED=0
-        logging = {}
+    from training.trainers.torch_trainer import torch_trainer
 
     storage = Path(storage_path) if storage_path else Path(tempfile.gettempdir()) / "rp-ray-train"
-    # The controller polls its workers every 2 s by default: that is dead time at start and end
-    # of every run. Read from the driver's environment when the trainer is built.
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(health_check_interval_s))
     loop_config = {
         "lstm": cfg.lstm.model_dump(),
         "train_end_week": int(train_end_week),
@@ -187,18 +176,14 @@ def build_trainer(
         "final": final,
         "patience": cfg.lstm.patience,
     }
-    return TorchTrainer(
+    return torch_trainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=False),
-        run_config=RunConfig(
-            name=name or f"forecaster-{time.strftime('%Y%m%dT%H%M%S')}",
-            storage_path=str(storage),
-            checkpoint_config=CheckpointConfig(num_to_keep=1),
-            worker_runtime_env=task_runtime_env(MALLOC_ENV),
-            callbacks=callbacks,
-            **logging,
-        ),
+        loop_config,
+        num_workers=cfg.num_workers,
+        name=name or f"forecaster-{time.strftime('%Y%m%dT%H%M%S')}",
+        storage_path=storage,
+        callbacks=callbacks,
+        health_check_interval_s=health_check_interval_s,
     )
 
 

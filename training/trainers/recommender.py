@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.ray_runtime import MALLOC_ENV, task_runtime_env
 from training.models.recommender import NCFConfig, NCFWeights
 from training.recommending.config import RecommenderConfig
 
@@ -149,32 +148,25 @@ def build_trainer(
     its `ray.put` ref; a RecData is put once here). Train V2 keeps metrics only with checkpoints
     (the last epoch); per-epoch metrics reach `callbacks` (ray.train.UserCallback)."""
     import ray
-    from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+
+    from training.trainers.torch_trainer import torch_trainer
 
     if hasattr(data_ref, "train"):
         data_ref = ray.put(data_ref)
     storage = Path(storage_path or Path(tempfile.gettempdir()) / "rp-ray-train")
-    # The controller polls workers every 2 s by default: dead time at the start and end of a run.
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     loop_config = {
         "ncf": cfg.ncf.model_dump(),
         "data_ref": data_ref,
         "epochs": int(epochs or cfg.ncf.epochs),
         "validate": validate,
     }
-    return TorchTrainer(
+    return torch_trainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=False),
-        run_config=RunConfig(
-            name=name or f"recommender-{time.strftime('%Y%m%dT%H%M%S')}",
-            storage_path=str(storage),
-            checkpoint_config=CheckpointConfig(num_to_keep=1),
-            worker_runtime_env=task_runtime_env(MALLOC_ENV),
-            callbacks=callbacks,
-            logging_config=LoggingConfig(log_level="WARNING"),
-        ),
+        loop_config,
+        num_workers=cfg.num_workers,
+        name=name or f"recommender-{time.strftime('%Y%m%dT%H%M%S')}",
+        storage_path=storage,
+        callbacks=callbacks,
     )
 
 
