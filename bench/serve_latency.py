@@ -7,8 +7,11 @@ httptools, `gc.freeze()` after start-up as Serve does) in a subprocess; the two 
 measured interleaved, route by route, so the ratio survives a noisy machine. Routes repeat
 one request, which a replica answers from what it keeps per model version and state of the
 data (serving/deployments/forecaster.py, anomaly.py); `forecast_new_pairs` sends every request
-once, over all recently sold store x product pairs: the on-the-fly path (warehouse reads and
-the model for every pair). Uses the
+once, over the recently sold store x product pairs that have no batch score: the on-the-fly
+path (a warehouse read and the model for every pair); `forecast_scored_pairs` sends the pairs
+batch-scored by the champion (`retailpulse score forecasts`), which the route answers from
+their scores in Redis (each answer's `source` is checked before the runs; the row says what
+share of the pairs came from the scores). Uses the
 configured services and the tenant's champions (`make demo` first); exits 2 otherwise.
 Prints one JSON object (DESIGN §5) with a row per route × concurrency.
 """
@@ -69,6 +72,7 @@ def _routes(tenant: str) -> list[dict[str, Any]]:
         ).fetchall()
     if customer is None or store is None:
         raise SystemExit("no features in the warehouse: run `make demo` first")
+    scored = _scored_pairs(tenant)
     cid = int(customer[0])
     routes = [
         {"name": "segment", "kind": LOOKUP, "method": "GET",
@@ -81,9 +85,16 @@ def _routes(tenant: str) -> list[dict[str, Any]]:
          "path": "/api/v1/predictions/demand/forecast",
          "body": {"storeId": store[0], "productIds": [int(p) for p in store[1][:5]],
                   "horizon": 4}},
-        {"name": "forecast_new_pairs", "kind": GRAPH, "method": "POST",
-         "path": "/api/v1/predictions/demand/forecast", "bodies": _new_pair_bodies(recent)},
+        {"name": "forecast_new_pairs", "kind": GRAPH, "method": "POST", "source": "live",
+         "path": "/api/v1/predictions/demand/forecast",
+         "bodies": _new_pair_bodies([p for p in recent if p not in scored])},
     ]  # fmt: skip
+    if scored:
+        routes.append(
+            {"name": "forecast_scored_pairs", "kind": GRAPH, "method": "POST", "source": "batch",
+             "path": "/api/v1/predictions/demand/forecast",
+             "bodies": _store_bodies(sorted(scored))}
+        )  # fmt: skip
     if span and span[0]:
         day = span[0].isoformat()
         routes.append(
@@ -92,6 +103,23 @@ def _routes(tenant: str) -> list[dict[str, Any]]:
              "body": {"storeIds": [store[0]], "from": day, "to": day}}
         )  # fmt: skip
     return routes
+
+
+def _scored_pairs(tenant: str) -> set[tuple[str, int]]:
+    """The store x product pairs with a batch-scored forecast in Redis (the newest scoring)."""
+    import redis
+
+    from core.predictions import redis_key
+    from core.services import get_endpoints
+
+    client = redis.Redis.from_url(get_endpoints().redis_url)
+    prefix = redis_key(tenant, "forecaster", "")
+    try:
+        keys = [k.decode() for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+    finally:
+        client.close()
+    pairs = (key[len(prefix) :].rsplit(":", 1) for key in keys)
+    return {(store, int(product)) for store, product in pairs}
 
 
 def _new_pair_bodies(pairs: list[tuple[str, int]], size: int = 5) -> list[dict[str, Any]]:
@@ -107,6 +135,18 @@ def _new_pair_bodies(pairs: list[tuple[str, int]], size: int = 5) -> list[dict[s
                            "horizon": 4})  # fmt: skip
     random.Random(7).shuffle(bodies)
     return bodies
+
+
+def _store_bodies(pairs: list[tuple[str, int]], size: int = 5) -> list[dict[str, Any]]:
+    """Forecast requests over `pairs`, up to `size` products of one store a request."""
+    by_store: dict[str, list[int]] = {}
+    for store, product in pairs:
+        by_store.setdefault(store, []).append(int(product))
+    return [
+        {"storeId": store, "productIds": products[i : i + size], "horizon": 4}
+        for store, products in sorted(by_store.items())
+        for i in range(0, len(products), size)
+    ]
 
 
 # Each run of a route with "bodies" sends its own slice of them once (each wrk thread every
@@ -175,7 +215,8 @@ def _ms(value: str, unit: str) -> float:
 
 def _check(url: str, route: dict[str, Any]) -> None:
     """One request must answer 200 (a 503 right after start-up, e.g. a first Redis call over
-    its 50 ms timeout on a loaded machine, is retried a few times)."""
+    its 50 ms timeout on a loaded machine, is retried a few times), from the path the route
+    names (`source`: live or batch-scored forecasts)."""
     body = route["bodies"][-1] if route.get("bodies") else route.get("body")
     for _ in range(5):
         reply = httpx.request(route["method"], url + route["path"], json=body, timeout=60)
@@ -184,6 +225,25 @@ def _check(url: str, route: dict[str, Any]) -> None:
         time.sleep(1)
     if reply.status_code != 200:
         raise SystemExit(f"{route['name']}: {reply.status_code} {reply.text[:300]}")
+    if route.get("source") == "live":
+        sources = {f["source"] for f in reply.json()["data"]["forecasts"]}
+        if sources != {"live"}:
+            raise SystemExit(f"{route['name']}: answered from {sources}, not live")
+
+
+def _batch_share(url: str, route: dict[str, Any]) -> float:
+    """Share of the route's pairs answered from their batch scores (every body sent once)."""
+    answered = batch = 0
+    for body in route["bodies"]:
+        reply = httpx.request(route["method"], url + route["path"], json=body, timeout=60)
+        sources = [f["source"] for f in reply.json()["data"]["forecasts"]]
+        answered, batch = answered + len(sources), batch + sources.count("batch")
+    if batch == 0:
+        raise SystemExit(
+            f"{route['name']}: no pair was answered from its batch score (scored by another "
+            "version, or the data moved since): run `retailpulse score forecasts` first"
+        )
+    return round(batch / answered, 3)
 
 
 def uvicorn_main(port: int, tenant: str) -> None:
@@ -307,11 +367,16 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         runs = 1 + len(args.concurrency)  # a warm-up and one run per concurrency, per target
         for route in routes:
+            share = None
             for url in targets.values():
                 _check(url, route)
+                if route.get("source") == "batch":
+                    share = _batch_share(url, route)
                 _wrk(url, route, 1, 2, (0, runs))  # warm-up
             for run, c in enumerate(args.concurrency, start=1):
                 row = {"route": route["name"], "kind": route["kind"], "concurrency": c}
+                if share is not None:
+                    row["batch_share"] = share
                 for name, url in targets.items():
                     row[name] = _wrk(url, route, c, args.seconds, (run, runs))
                 row["ratio"] = round(row["serve"]["rps"] / row["uvicorn"]["rps"], 3)

@@ -7,18 +7,22 @@ stay beside them, so a champion and a challenger can be compared row by row.
 
 Redis, what serving reads (one JSON string per entity, `pred:{tenant}:{model}:{entity}`):
 `{"model", "version", "runId", "scoredAt", ...payload}`, the latest scored version of the
-model; `predmeta:{tenant}:{model}` holds {version, runId, scoredAt, rows}. A re-run overwrites
+model; `predmeta:{tenant}:{model}` holds {version, runId, scoredAt, rows} and what the model's
+scorer adds (the forecaster: the state of its inputs, origin week and horizon, which the
+forecast route checks before it answers from these keys). A re-run overwrites
 the keys and deletes those of entities it no longer scored. Feast's keys are binary entity
 keys ending with the project name and never start with `pred`, so they are not touched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 
@@ -35,6 +39,27 @@ def redis_key(tenant: str, model: str, entity: str) -> str:
 
 def meta_key(tenant: str, model: str) -> str:
     return f"predmeta:{tenant}:{model}"
+
+
+def inputs_digest(values: np.ndarray, labels: Sequence[str]) -> str:
+    """A short digest of one entity's model inputs (numbers compared as float32, the model's
+    precision, and text labels): kept with a batch score so that serving can tell whether the
+    inputs it reads now are the ones that were scored."""
+    digest = hashlib.blake2b(np.ascontiguousarray(values, np.float32).tobytes(), digest_size=8)
+    digest.update("\x1f".join(labels).encode())
+    return digest.hexdigest()
+
+
+def forecast_digest(
+    history: np.ndarray, labels: Sequence[str], *, lookback: int, active: bool
+) -> str:
+    """`inputs_digest` of what decides a forecast: the last `lookback` weeks of the units
+    history (what the model reads), whether the model answers at all (`active`: enough weeks
+    with sales; else the mean of the last 4 weeks) and the static values. Older weeks are
+    left out: the online row of a pair does not cover its oldest week when its newest row is
+    after the origin, while the offline tables the batch reads do."""
+    values = np.append(np.asarray(history, np.float64)[-lookback:], float(active))
+    return inputs_digest(values, labels)
 
 
 def replace_predictions(
@@ -122,9 +147,11 @@ def publish(
     run_id: str,
     scored_at: datetime,
     rows: pd.DataFrame,
+    meta: dict[str, Any] | None = None,
 ) -> int:
     """Write the serving keys of `rows` (MSET in chunks through a pipeline), delete the keys
-    of entities this run no longer scored, and update the model's meta key; returns keys set."""
+    of entities this run no longer scored, and update the model's meta key (with `meta`'s
+    extra fields: what serving checks before it uses the scores); returns keys set."""
     head = {"model": model, "version": str(version), "runId": run_id}
     head["scoredAt"] = scored_at.isoformat()
     prefix = json.dumps(head, separators=(",", ":"))[:-1]  # '{"model":…' without the '}'
@@ -148,7 +175,7 @@ def publish(
     ]
     for start in range(0, len(stale), REDIS_CHUNK):
         client.delete(*stale[start : start + REDIS_CHUNK])
-    client.set(meta_key(tenant, model), json.dumps({**head, "rows": len(rows)}))
+    client.set(meta_key(tenant, model), json.dumps({**(meta or {}), **head, "rows": len(rows)}))
     return len(keep)
 
 

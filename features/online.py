@@ -39,7 +39,7 @@ for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) en
 return out
 """
 # Several feature views in one round trip: ARGV = groups, then per group its key count, field
-# count and fields; KEYS = every group's keys in order.
+# count and fields; KEYS = every group's keys in order, then plain string keys read with GET.
 _HMGET_GROUPS = """
 local out, k, a = {}, 1, 2
 for g = 1, tonumber(ARGV[1]) do
@@ -51,6 +51,7 @@ for g = 1, tonumber(ARGV[1]) do
   end
   a = a + 2 + nf
 end
+for i = k, #KEYS do out[i] = redis.call('GET', KEYS[i]) end
 return out
 """
 _FLOAT_TAG = 0x35  # Value.float_val: field 6, wire type 5 (fixed32)
@@ -250,17 +251,24 @@ class AsyncOnlineReader(OnlineReader):
 
 async def get_many_views(
     groups: Sequence[tuple[AsyncOnlineReader, Sequence[EntityKey | int | str], bool]],
-) -> list[list[dict[str, Any] | None]]:
+    strings: Sequence[str | bytes] = (),
+) -> list[list[Any]]:
     """`get_many(keys, with_ts=...)` of several readers (views of one Redis) in one round
-    trip: one Lua call instead of one per view (a request reading three views pays one)."""
-    keys: list[bytes] = []
+    trip: one Lua call instead of one per view (a request reading three views pays one).
+    `strings`: plain string keys read in the same call (e.g. batch-scored answers); their raw
+    values (None when absent) come back as one more list after the groups'."""
+    keys: list[bytes | str] = []
     args: list[bytes | str] = [str(len(groups))]
     for reader, entity_keys, _ in groups:
         keys.extend(reader.key(key) for key in entity_keys)
         args.extend((str(len(entity_keys)), str(len(reader._fields)), *reader._fields))
+    keys.extend(strings)
     replies = await groups[0][0]._groups(keys=keys, args=args) if keys else []
-    out, at = [], 0
+    out: list[list[Any]] = []
+    at = 0
     for reader, entity_keys, with_ts in groups:
         out.append([reader._row(values, with_ts) for values in replies[at : at + len(entity_keys)]])
         at += len(entity_keys)
+    if strings:
+        out.append(list(replies[at:]))
     return out

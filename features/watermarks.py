@@ -127,3 +127,29 @@ def delta(
             f" {state.items - mark.items - items:+d} lines)",
         )
     return Delta("append", f"{n} new baskets", lo, sorted(customers), n)
+
+
+# The forecaster's inputs: the store x product weekly tables (watermark "forecast", moved by
+# `retailpulse features materialize` when it rebuilds them) and the promotion placements (the
+# plan), written by an ingest, which moves no watermark but stamps `ingest_runs`.
+FORECAST_STATE = (
+    "SELECT (SELECT max(computed_at) FROM feature_watermarks"
+    "        WHERE tenant_id = %(tenant)s AND feature_table = 'forecast'),"
+    " (SELECT max(finished_at) FROM ingest_runs WHERE tenant_id = %(tenant)s)"
+)
+
+
+def state_token(rows: list[tuple[Any, ...]]) -> str | None:
+    """The token of `FORECAST_STATE`'s result row (see `forecast_state`)."""
+    computed, ingested = rows[0]
+    if computed is None:
+        return None
+    return f"{computed.isoformat()}|{ingested.isoformat() if ingested else ''}"
+
+
+def forecast_state(conn: psycopg.Connection, *, tenant: str) -> str | None:
+    """A token of the state of what the forecaster reads for `tenant` (its feature tables'
+    watermark and the newest ingest), or None before those tables were ever computed. Equal
+    tokens: the same inputs. Read it before the data it stands for: that data is then at
+    least as new as the token."""
+    return state_token(conn.execute(FORECAST_STATE, {"tenant": tenant}).fetchall())

@@ -9,6 +9,7 @@ later the authenticated user), so routes never change when that does.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -35,7 +36,9 @@ class ModelClient:
 
     In-process calls run on the event loop (microseconds for a numpy model) unless they may
     block: a method marked `@blocking` (warehouse queries) or a first call that has to load
-    the tenant's version from the registry runs in a worker thread instead.
+    the tenant's version from the registry runs in a worker thread instead. An `async`
+    method (the forecaster: its warehouse reads are awaited) runs on the loop; only the
+    loading of a version goes to a thread first.
     """
 
     def __init__(self, key: str, target: Any, *, remote: bool) -> None:
@@ -57,6 +60,10 @@ class ModelClient:
         fn = getattr(self._target, method)
         tenant = args[0] if args and isinstance(args[0], str) else None
         ready = getattr(self._target, "ready", None)
+        if inspect.iscoroutinefunction(fn):  # awaits its own I/O on the loop
+            if ready is not None and tenant is not None and not ready(tenant):
+                await anyio.to_thread.run_sync(self._target.preload, tenant)
+            return await fn(*args)
         marked = getattr(fn, "__rp_blocking__", False)
         blocks = marked(self._target, *args) if callable(marked) else bool(marked)
         if blocks or (ready is not None and tenant is not None and not ready(tenant)):
@@ -143,12 +150,16 @@ class OnlineFeatures:
         return self._readers[key]
 
     async def get_many_views(
-        self, tenant: str, requests: list[tuple[FeatureViewSpec, list[Any], bool]]
-    ) -> list[list[dict[str, Any] | None]]:
-        """Rows of several views, `[(view, keys, with_ts), ...]`, in one Redis round trip."""
+        self,
+        tenant: str,
+        requests: list[tuple[FeatureViewSpec, list[Any], bool]],
+        strings: list[str] | None = None,
+    ) -> list[list[Any]]:
+        """Rows of several views, `[(view, keys, with_ts), ...]`, in one Redis round trip;
+        with `strings`, the raw values of those plain keys as one more list."""
         guarded = [self.reader(tenant, view) for view, _, _ in requests]
         groups = [(g._reader, keys, ts) for g, (_, keys, ts) in zip(guarded, requests, strict=True)]
-        return await guarded[0]._guard(get_many_views(groups))
+        return await guarded[0]._guard(get_many_views(groups, strings or ()))
 
 
 @dataclass

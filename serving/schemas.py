@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 
@@ -100,6 +102,12 @@ class ProductForecast(BaseModel):
     featureTimestamp: str | None = Field(
         description="Event time of the newest online feature row used"
     )
+    source: Literal["live", "batch"] = Field(
+        "live",
+        description="live: computed for this request; batch: the served version's batch score "
+        "(`retailpulse score forecasts`), used only while its inputs are still current",
+    )
+    scoredAt: str | None = Field(None, description="When the batch score was computed (batch)")
     weeks: list[WeekForecast]
 
 

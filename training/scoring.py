@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.predictions import forecast_digest
+
 Batch = dict[str, np.ndarray]
 
 
@@ -136,6 +138,8 @@ class ForecastScorer:
         self.model_horizon, self.min_sales_weeks = int(model_horizon), int(min_sales_weeks)
         self.weeks = [self.origin + h for h in range(1, self.horizon + 1)]
         self.starts = bundle.week_starts(self.weeks)
+        # the weeks of history the model reads (the LSTM's look-back; others read all 16)
+        self.lookback = int(getattr(getattr(bundle.model, "cfg", None), "lookback", 16))
 
     def __call__(self, batch: Batch) -> Batch:
         histories = np.stack(batch["history"]).astype(np.float64)
@@ -144,11 +148,11 @@ class ForecastScorer:
         values = np.repeat(histories[:, -4:].mean(axis=1), 3 * self.horizon).reshape(
             n, self.horizon, 3
         )
+        names = self.bundle.static_names
+        labels = [[str(batch[f"static_{k}"][i]) for k in names] for i in range(n)]
         if active.any():
             rows = np.flatnonzero(active)
-            static = {
-                k: [str(batch[f"static_{k}"][i]) for i in rows] for k in self.bundle.static_names
-            }
+            static = {k: [labels[i][j] for i in rows] for j, k in enumerate(names)}
             past = np.stack(batch["past"])[rows] if self.bundle.covariates else None
             future = np.stack(batch["future"])[rows] if self.bundle.future_covariates else None
             full = self.bundle.predict(
@@ -160,6 +164,11 @@ class ForecastScorer:
                 "method": self.bundle.kind if active[i] else "mean of the last 4 weeks",
                 "fallback": not bool(active[i]),
                 "originWeek": self.origin,
+                # the online inputs scored (units history, static values): serving answers
+                # from this score only while it reads the same (serving/deployments/forecaster.py)
+                "inputs": forecast_digest(
+                    histories[i], labels[i], lookback=self.lookback, active=bool(active[i])
+                ),
                 "weeks": [
                     {
                         "week": w,

@@ -239,6 +239,7 @@ def score_model(
             run_id=loaded.run_id,
             scored_at=scored_at,
             rows=rows,
+            meta=inputs.meta,
         )
     finally:
         client.close()

@@ -27,6 +27,7 @@ class Inputs:
     kwargs: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     work: int = 0  # units of model work (rows, or household x candidate pairs)
+    meta: dict[str, Any] = field(default_factory=dict)  # extra fields of the Redis meta key
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -92,14 +93,18 @@ def forecasts(
     conn: psycopg.Connection, tenant: str, bundle: Any, *, horizon: int = 4, **_: Any
 ) -> Inputs:
     """The forecaster's series (its training window's top pairs) with their last 16 weeks,
-    static values and covariates; the origin is the model's last week."""
+    static values and covariates; the origin is the model's last week. The meta key records
+    the state of those inputs (read first), the origin and the horizon: the forecast route
+    answers from these scores only while all three still hold."""
     from features.catalog import HISTORY_WEEKS
     from features.offline import _series_sql, forecast_frame, promotion_flags
+    from features.watermarks import forecast_state
     from training.scoring import ForecastScorer
 
     window = bundle.window
     if not {"first_week", "last_week", "n_series"} <= set(window):
         raise ValidationFailed("this forecaster version records no data window: retrain it")
+    state = forecast_state(conn, tenant=tenant)
     origin, n_series = int(window["last_week"]), int(window["n_series"])
     first = origin - HISTORY_WEEKS + 1
     frame = forecast_frame(
@@ -138,7 +143,8 @@ def forecasts(
             row["future"] = fut
         rows.append(row)
     kwargs = {"origin": origin, "horizon": horizon}
-    return Inputs(rows, ForecastScorer, kwargs, work=len(rows))
+    meta = {"inputsState": state, "originWeek": origin, "horizon": horizon}
+    return Inputs(rows, ForecastScorer, kwargs, work=len(rows), meta=meta)
 
 
 def anomalies(

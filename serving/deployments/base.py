@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -11,6 +12,21 @@ from training.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+AQUERY_CONNECTIONS = 4  # warehouse connections of one event loop (`ModelDeployment._aquery`)
+
+
+class _LoopPool:
+    """Idle async warehouse connections of one event loop, and how many may be in use."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.idle: list[Any] = []
+        self.slots = asyncio.Semaphore(AQUERY_CONNECTIONS)
+
+
+# per event loop, dropped with it (a test's short-lived loops leave nothing behind)
+_LOOP_POOLS: weakref.WeakKeyDictionary[Any, _LoopPool] = weakref.WeakKeyDictionary()
 
 
 def blocking(method: F | None = None, *, when: Callable[..., bool] | None = None) -> Any:
@@ -126,6 +142,39 @@ class ModelDeployment:
             params = (tenant, table)
         row = self._connection().execute(query, params).fetchone()
         return None if row is None else row[0]
+
+    def preload(self, tenant: str) -> None:
+        """Load the tenant's version if due (blocking: the caller runs it off the event loop
+        before an `async` model method, see `serving.deps.ModelClient`)."""
+        self._get(tenant)
+
+    async def _aquery(self, query: str, params: Any) -> list[tuple[Any, ...]]:
+        """Rows of one warehouse query, awaited on the running loop (no worker thread): a
+        few autocommit connections per loop (asyncio connections belong to their loop), at
+        most `AQUERY_CONNECTIONS` at once, reopened when closed."""
+        import asyncio
+
+        import psycopg
+
+        from core.db import libpq_url
+        from core.services import get_endpoints
+
+        loop = asyncio.get_running_loop()
+        pool = _LOOP_POOLS.get(loop)
+        if pool is None:
+            pool = _LOOP_POOLS[loop] = _LoopPool()
+        async with pool.slots:
+            conn = pool.idle.pop() if pool.idle else None
+            if conn is None or conn.closed:
+                url = libpq_url(get_endpoints(start=False).database_url)
+                conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+            try:
+                rows = await (await conn.execute(query, params)).fetchall()
+            except BaseException:
+                await conn.close()
+                raise
+            pool.idle.append(conn)
+            return rows
 
     def _connection(self) -> Any:
         """A warehouse connection of this replica (autocommit; reopened when closed)."""

@@ -52,10 +52,14 @@ def host_models(keys: list[str], tenant: str) -> dict[str, Any]:
 
     torch gets one intra-op thread: a request's tensors are tiny, so a second thread only
     spins (measured: it costs CPU the other requests need); concurrency comes from requests.
+    The same for numpy's BLAS (the forecaster's numpy LSTM: with OpenBLAS's default threads
+    a batched matmul of a few rows ran several times slower on a busy 2-core machine).
     """
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1, user_api="blas")
     return {key: deployment_class(key)(tenant) for key in keys}
 
 

@@ -1,9 +1,12 @@
 """Demand forecasts: `POST /api/v1/predictions/demand/forecast`.
 
 The ingress reads the online features of the store, the products and each store × product
-pair in one Redis round trip (one Lua call over the three views), answers unknown ids with
-a 404 naming them, and hands the rows to the forecaster deployment, which reconstructs each
-pair's weekly history and runs the served model (or the documented fallback).
+pair in one Redis round trip (one Lua call over the three views), together with the pairs'
+batch-scored forecasts (`retailpulse score forecasts`), answers unknown ids with a 404 naming
+them, and hands the rows to the forecaster deployment, which answers a pair from its batch
+score when that is still what the served model would say (same version, same inputs), and
+otherwise reconstructs its weekly history and runs the served model (or the documented
+fallback).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from core.errors import ModelNotReady, NotFoundError
+from core.predictions import meta_key, redis_key
 from features.catalog import PRODUCT_ATTRIBUTES, STORE_ATTRIBUTES, STORE_PRODUCT_WEEKLY
 from serving import envelope
 from serving.deps import (
@@ -47,13 +51,16 @@ async def demand_forecast(
     """
     ensure_store_allowed(stores, body.storeId)
     pairs = [(body.storeId, pid) for pid in body.productIds]
-    (store,), products, weekly = await online.get_many_views(
+    scored = [meta_key(tenant, FORECASTER.key)]
+    scored.extend(redis_key(tenant, FORECASTER.key, f"{s}:{p}") for s, p in pairs)
+    (store,), products, weekly, batch = await online.get_many_views(
         tenant,
         [
             (STORE_ATTRIBUTES, [body.storeId], False),
             (PRODUCT_ATTRIBUTES, body.productIds, False),
             (STORE_PRODUCT_WEEKLY, pairs, True),
         ],
+        scored,
     )
     if store is None:
         raise NotFoundError(
@@ -74,7 +81,13 @@ async def demand_forecast(
     result = await forecaster.call(
         "forecast",
         tenant,
-        {"storeId": body.storeId, "store": store, "horizon": body.horizon, "items": items},
+        {
+            "storeId": body.storeId,
+            "store": store,
+            "horizon": body.horizon,
+            "items": items,
+            "scored": batch,  # [meta, one per product]: raw batch scores, None when absent
+        },
     )
     if result is None:
         raise ModelNotReady(TRAIN_HINT, details={"model": FORECASTER.key})

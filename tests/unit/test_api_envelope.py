@@ -66,8 +66,11 @@ class InMemoryFeatures:
     def reader(self, tenant: str, view: Any) -> InMemoryReader:
         return InMemoryReader({42: FEATURES})
 
-    async def get_many_views(self, tenant: str, requests: list[tuple]) -> list[list[Any]]:
-        return [await self.reader(tenant, view).get_many(keys) for view, keys, _ in requests]
+    async def get_many_views(
+        self, tenant: str, requests: list[tuple], strings: list[str] | None = None
+    ) -> list[list[Any]]:
+        rows = [await self.reader(tenant, view).get_many(keys) for view, keys, _ in requests]
+        return rows + ([[None] * len(strings)] if strings else [])
 
 
 def make_app(segmenter: InMemorySegmenter | None = None, *, models: bool = True):

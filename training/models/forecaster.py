@@ -28,6 +28,9 @@ from training.forecasting.panel import Panel, calendar_features
 
 QUANTILES = (0.1, 0.5, 0.9)
 LEVEL_WEEKS = 8
+# Up to this many series a prediction runs the members in numpy (forecaster_numpy.py): torch's
+# per-call overhead dominates a request's few series; larger batches run in torch.
+NUMPY_MAX_ROWS = 32
 CONFIG_FILE = "forecaster.json"
 
 
@@ -292,22 +295,16 @@ class LSTMForecaster:
         torch.manual_seed(seed)
         return LSTMNet(self.cfg, self.vocab_sizes)
 
-    @torch.inference_mode()
-    def predict_from_history(
+    def _prepare(
         self,
         units_history: np.ndarray,
         static_codes: np.ndarray | dict[str, np.ndarray] | None,
         origin_week: int,
-        horizon: int | None = None,
-        covariate_history: np.ndarray | None = None,
-        future_covariates: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """[n, H, 3] p10/p50/p90 units for the weeks after `origin_week`.
-
-        units_history [n, L'] (L' >= lookback, most recent week last = origin_week);
-        static_codes [n, len(cfg.static)] or {name: [n]} (0 = unknown); covariate_history
-        [n, L', len(cfg.covariates)]; future_covariates [n, H, len(cfg.future_covariates)].
-        """
+        horizon: int | None,
+        covariate_history: np.ndarray | None,
+        future_covariates: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """(x_hist, x_future, static codes [n, S] clipped to the vocabularies, level, h)."""
         h = horizon or self.cfg.horizon
         if h > self.cfg.horizon:
             raise ValueError(f"horizon {h} > the model's {self.cfg.horizon}")
@@ -331,6 +328,32 @@ class LSTMForecaster:
                 f"static_codes must be [n, {len(self.cfg.static)}] ({self.cfg.static})"
             )
         codes = np.where((codes >= 0) & (codes < np.asarray(self.vocab_sizes)[None]), codes, 0)
+        return x_hist, x_future, codes, level, h
+
+    @torch.inference_mode()
+    def predict_from_history(
+        self,
+        units_history: np.ndarray,
+        static_codes: np.ndarray | dict[str, np.ndarray] | None,
+        origin_week: int,
+        horizon: int | None = None,
+        covariate_history: np.ndarray | None = None,
+        future_covariates: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """[n, H, 3] p10/p50/p90 units for the weeks after `origin_week`.
+
+        units_history [n, L'] (L' >= lookback, most recent week last = origin_week);
+        static_codes [n, len(cfg.static)] or {name: [n]} (0 = unknown); covariate_history
+        [n, L', len(cfg.covariates)]; future_covariates [n, H, len(cfg.future_covariates)].
+        """
+        x_hist, x_future, codes, level, h = self._prepare(
+            units_history, static_codes, origin_week, horizon, covariate_history, future_covariates
+        )
+        if x_hist.shape[0] <= NUMPY_MAX_ROWS:  # a request's few series: numpy, no torch calls
+            from training.models.forecaster_numpy import ensemble_of
+
+            scaled = ensemble_of(self)(x_hist, x_future, codes, np.log(level).astype(np.float32))
+            return units_of(scaled.mean(axis=0), level, h)
         args = (
             torch.from_numpy(x_hist),
             torch.from_numpy(np.ascontiguousarray(x_future)),
@@ -338,8 +361,7 @@ class LSTMForecaster:
             torch.from_numpy(np.log(level).astype(np.float32)),
         )
         preds = [(net.eval() if net.training else net)(*args).numpy() for net in self.nets]
-        out = np.mean(preds, axis=0) * level[:, None, None]
-        return np.sort(np.maximum(out[:, :h], 0.0), axis=-1)
+        return units_of(np.mean(preds, axis=0), level, h)
 
     def predict(self, panel: Panel, origin_week: int, horizon: int | None = None) -> np.ndarray:
         """[S, H, 3] forecasts for every series of `panel` from the end of `origin_week`."""
@@ -387,6 +409,12 @@ class LSTMForecaster:
         model.history = meta.get("history", [])
         model.static_vocab = meta.get("static_vocab", {})
         return model
+
+
+def units_of(scaled: np.ndarray, level: np.ndarray, h: int) -> np.ndarray:
+    """Scaled ensemble-mean quantiles [n, H, 3] → units over the first `h` weeks, >= 0 and
+    sorted (p10 <= p50 <= p90)."""
+    return np.sort(np.maximum((scaled * level[:, None, None])[:, :h], 0.0), axis=-1)
 
 
 def vocab_sizes_for(panel: Panel, cfg: LSTMConfig) -> list[int]:
