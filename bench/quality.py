@@ -27,7 +27,8 @@ def _round(d):
 
 
 def forecaster(quick: bool, models: list[str] | None) -> dict:
-    """`forecast_cj`: naive, mean4, LightGBM, LSTM, TFT on test and inner validation."""
+    """`forecast_cj`: naive, mean4, LightGBM, LSTM, TFT and the LSTM + LightGBM quantile blend
+    (weights fitted on inner validation) on test and inner validation."""
     from training.forecasting.config import load_forecaster_config
     from training.forecasting.evaluate import MODELS, evaluate_protocol
     from training.forecasting.panel import protocol_frame
@@ -62,6 +63,14 @@ def forecaster(quick: bool, models: list[str] | None) -> dict:
             "ratio": ratio,
             "test": test,
             "inner_validation": table["inner_validation"],
+            "blends": {
+                name: {
+                    "weights_p10_p50_p90": weights,
+                    "fitted_on": "inner validation",
+                    "inner_validation_row": "cross-fitted over 2 halves of the series",
+                }
+                for name, weights in table.get("blends", {}).items()
+            },
             "baselines": {k: test[k] for k in ("naive", "mean4", "lightgbm") if k in test},
             "seconds": {"data": round(data_s, 1), **table["seconds"]},
             "lstm_config": cfg.lstm.model_dump(),

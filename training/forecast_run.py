@@ -92,8 +92,8 @@ def run_forecaster(
     """Evaluate naive, mean of 4 weeks, LightGBM, the LSTM (Ray Tune + Ray Train) and the TFT
     challenger on both splits; select by inner-validation MASE; refit; return the bundle."""
     from features.offline import forecast_frame
-    from training.forecaster import ForecastBundle
-    from training.forecasting.evaluate import FORECASTERS, score_split
+    from training.forecaster import BLEND, BlendedForecaster, ForecastBundle
+    from training.forecasting.evaluate import FORECASTERS, blend_splits, score_split, select_model
     from training.forecasting.panel import panel_from_weekly
     from training.models.forecast_baselines import LightGBMForecaster
 
@@ -155,24 +155,37 @@ def run_forecaster(
             table[split][name] = score_split(panel, origins[split], q)
             test_q[(split, name)] = q
             seconds[f"{name}/{split}"] = round(time.perf_counter() - start, 1)
-    servable = {"lstm", "lightgbm"}
-    ranked = sorted(table["inner_validation"], key=lambda n: table["inner_validation"][n]["MASE"])
-    selected = next(n for n in ranked if n in servable)
+    # the LSTM + LightGBM quantile blend, weights fitted on inner validation (evaluate.py)
+    blend, blended = blend_splits(
+        panel,
+        origins,
+        {split: (test_q[(split, "lstm")], test_q[(split, "lightgbm")]) for split in SPLITS},
+    )
+    for split, q in blended.items():
+        table[split][BLEND] = score_split(panel, origins[split], q)
+        test_q[(split, BLEND)] = q
+    selected = select_model(table, candidates=("lstm", "lightgbm", BLEND))
     step(f"refitting the selected {selected} on weeks {first}..{last}")
     last_col = panel.week_index(last)
-    if selected == "lstm":
-        model = _train_lstm(cfg, panel, last)
-        vocab = dict(model.static_vocab)
-    else:
-        model = LightGBMForecaster(horizon=HORIZON).fit(
+    lstm_model = _train_lstm(cfg, panel, last) if selected != "lightgbm" else None
+    lgbm = None
+    if selected != "lstm":
+        lgbm = LightGBMForecaster(horizon=HORIZON).fit(
             panel.units, last_col, panel.static["department"]
         )
-        vocab = {"department": list(panel.static_vocab["department"])}
+    vocab = {"department": list(panel.static_vocab["department"])} if lgbm else {}
+    if lstm_model is not None:
+        vocab |= lstm_model.static_vocab
+    if selected == BLEND:
+        model = BlendedForecaster(lstm_model, lgbm, blend)
+    else:
+        model = lstm_model if selected == "lstm" else lgbm
     bundle = ForecastBundle(
         kind=selected, model=model, static_vocab=vocab, week_start=_week_starts(tenant),
         window=window,
     )  # fmt: skip
     run = ForecastRun(table, selected, window, bundle, seconds=seconds, tuned=tuned)
+    run.blend = {BLEND: list(blend.weights)}  # type: ignore[attr-defined]
     # for the MLflow plots; not persisted
     run.panel = panel  # type: ignore[attr-defined]
     run.test_quantiles = test_q[("test", selected)]  # type: ignore[attr-defined]
@@ -233,15 +246,19 @@ def log_run(run: ForecastRun, cfg: ForecasterConfig, *, tenant: str) -> str:
             }
         )
         for split, rows in run.table.items():
-            for name, metrics in rows.items():
+            for name, metrics in rows.items():  # MLflow metric names take no "+" (lstm+lightgbm)
                 mlflow.log_metrics(
-                    {f"{split}.{name}.{k}": float(v) for k, v in metrics.items() if v is not None}
+                    {
+                        f"{split}.{name.replace('+', '_plus_')}.{k}": float(v)
+                        for k, v in metrics.items()
+                        if v is not None
+                    }
                 )
         selected = run.table["test"][run.selected]
         mlflow.log_metrics({"mase": selected["MASE"], "wape": selected["WAPE"]})
         mlflow.log_dict(
             {"table": run.table, "selected": run.selected, "window": run.window,
-             "seconds": run.seconds, "tuned": run.tuned},
+             "seconds": run.seconds, "tuned": run.tuned, "blend": getattr(run, "blend", None)},
             "model_card.json",
         )  # fmt: skip
         if hasattr(run, "test_quantiles"):

@@ -1,7 +1,8 @@
 """The served demand forecaster: a bundle any selected model fits in, and its MLflow form.
 
-`ForecastBundle` wraps the selected model (the LSTM or the global LightGBM) with what serving
-needs beside it: the vocabularies of its static attributes and the retailer's week calendar.
+`ForecastBundle` wraps the selected model (the LSTM, the global LightGBM, or their quantile
+blend `lstm+lightgbm`) with what serving needs beside it: the vocabularies of its static
+attributes and the retailer's week calendar.
 It is saved as plain files (torch state dicts, LightGBM text models, JSON) inside an MLflow
 pyfunc model; `load_bundle` is the spec's loader (training/specs.py).
 """
@@ -16,10 +17,26 @@ from typing import Any
 import numpy as np
 
 from training.forecasting.panel import UNKNOWN
+from training.models.forecast_blend import QuantileBlend
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_ARTIFACT = "bundle"
-KINDS = ("lstm", "lightgbm")
+BLEND = "lstm+lightgbm"
+KINDS = ("lstm", "lightgbm", BLEND)
+
+
+@dataclass
+class BlendedForecaster:
+    """The LSTM and the LightGBM served together: `blend.combine(lstm, lightgbm)` quantiles."""
+
+    lstm: Any
+    lightgbm: Any
+    blend: QuantileBlend
+
+    @property
+    def cfg(self) -> Any:
+        """The LSTM's config (its inputs are the bundle's covariates)."""
+        return self.lstm.cfg
 
 
 @dataclass
@@ -47,12 +64,12 @@ class ForecastBundle:
     @property
     def covariates(self) -> list[str]:
         """Per-week inputs over the history (display, mailer, discount depth …)."""
-        return list(self.model.cfg.covariates) if self.kind == "lstm" else []
+        return list(self.model.cfg.covariates) if self.kind != "lightgbm" else []
 
     @property
     def future_covariates(self) -> list[str]:
         """Inputs known for the forecast weeks (the promotion plan)."""
-        return list(self.model.cfg.future_covariates) if self.kind == "lstm" else []
+        return list(self.model.cfg.future_covariates) if self.kind != "lightgbm" else []
 
     def predict(
         self,
@@ -69,8 +86,13 @@ class ForecastBundle:
         histories = np.asarray(histories, dtype=np.float32)
         codes = {name: self._codes(name, static[name]) for name in self.static_names}
         if self.kind == "lightgbm":
-            out = self.model.predict(histories, histories.shape[1] - 1, codes["department"])
-            return out[:, :horizon]
+            return _lightgbm_predict(self.model, histories, codes, horizon)
+        if self.kind == BLEND:
+            lgbm = _lightgbm_predict(self.model.lightgbm, histories, codes, horizon)
+            lstm = self.model.lstm.predict_from_history(
+                histories, codes, origin_week, horizon, covariate_history, future_covariates
+            )
+            return self.model.blend.combine(lstm, lgbm)
         return self.model.predict_from_history(
             histories,
             codes,
@@ -96,14 +118,18 @@ class ForecastBundle:
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {"kind": self.kind}
         if self.kind == "lstm":
             self.model.save(d / "lstm")
         elif self.kind == "lightgbm":
             _save_lightgbm(self.model, d / "lightgbm")
+        elif self.kind == BLEND:
+            self.model.lstm.save(d / "lstm")
+            _save_lightgbm(self.model.lightgbm, d / "lightgbm")
+            meta["blend"] = self.model.blend.to_dict()
         else:
             raise ValueError(f"cannot save a {self.kind!r} forecaster; servable: {KINDS}")
-        meta = {
-            "kind": self.kind,
+        meta |= {
             "static_vocab": self.static_vocab,
             "week_start": {str(k): v for k, v in self.week_start.items()},
             "window": self.window,
@@ -113,14 +139,20 @@ class ForecastBundle:
 
     @classmethod
     def load(cls, directory: str | Path) -> ForecastBundle:
+        """Any saved kind; bundles written before blends (no "blend" entry) load unchanged."""
         d = Path(directory)
         meta = json.loads((d / BUNDLE_FILE).read_text())
-        if meta["kind"] == "lstm":
+        if meta["kind"] not in KINDS:
+            raise ValueError(f"unknown forecaster kind {meta['kind']!r} in {d}; known: {KINDS}")
+        if meta["kind"] == "lightgbm":
+            model = _load_lightgbm(d / "lightgbm")
+        else:
             from training.models.forecaster import LSTMForecaster
 
             model = LSTMForecaster.load(d / "lstm")
-        else:
-            model = _load_lightgbm(d / "lightgbm")
+            if meta["kind"] == BLEND:
+                blend = QuantileBlend.from_dict(meta["blend"])
+                model = BlendedForecaster(model, _load_lightgbm(d / "lightgbm"), blend)
         return cls(
             kind=meta["kind"],
             model=model,
@@ -128,6 +160,13 @@ class ForecastBundle:
             week_start={int(k): v for k, v in meta["week_start"].items()},
             window=meta.get("window", {}),
         )
+
+
+def _lightgbm_predict(
+    model: Any, histories: np.ndarray, codes: dict[str, np.ndarray], horizon: int
+) -> np.ndarray:
+    """[n, horizon, 3] of the global LightGBM from [n, L] histories (origin = last column)."""
+    return model.predict(histories, histories.shape[1] - 1, codes["department"])[:, :horizon]
 
 
 def _save_lightgbm(model: Any, d: Path) -> None:

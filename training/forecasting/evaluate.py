@@ -23,10 +23,14 @@ from training.forecasting.panel import (
     panel_from_weekly,
     top_series,
 )
+from training.models.forecast_blend import QuantileBlend, cross_fitted, fit_blend
 
 SPLITS = {"test": 44, "inner_validation": 36}
 MODELS = ("naive", "mean4", "lightgbm", "lstm", "tft")
 HORIZON = 8
+# A blend serves two models (twice the refit and inference cost): it must beat the better of
+# them on inner validation by this share of the metric, or the member is selected.
+BLEND_MIN_GAIN = 0.01
 
 Forecast = Callable[[Panel, int, ForecasterConfig], np.ndarray]
 
@@ -97,10 +101,13 @@ def evaluate_protocol(
     on_row: Callable[[str, str, dict[str, Any]], None] | None = None,
     blends: Sequence[tuple[str, str]] = (("lstm", "lightgbm"),),
 ) -> dict[str, Any]:
-    """{"test": {model: metrics}, "inner_validation": {...}, "seconds": {...}, "selected": name}.
+    """{"test": {model: metrics}, "inner_validation": {...}, "seconds": {...}, "selected": name,
+    "blends": {name: weights}}.
 
     `panel_frame` is the long weekly frame (protocol_frame() or the feature table's rows).
-    `blends` adds rows averaging two models' quantiles (scored and selectable like the others).
+    `blends` adds rows `a+b` combining two models' quantiles with weights fitted on inner
+    validation (`fit_blend`), scored and selectable like the others; its inner-validation row
+    is cross-fitted over series (`cross_fitted`), so selection does not favour it in-sample.
     """
     cfg = cfg or ForecasterConfig()
     panel = protocol_panel(panel_frame, cfg.n_series)
@@ -118,20 +125,51 @@ def evaluate_protocol(
             table["seconds"][f"{name}/{split}"] = round(time.perf_counter() - start, 1)
             if on_row:
                 on_row(split, name, row)
+    table["blends"] = {}
     for a, b in blends:
-        if a in models and b in models:  # equal-weight quantile average, a candidate like any other
-            for split, origin in SPLITS.items():
-                name = f"{a}+{b}"
-                row = score_split(panel, origin, (kept[(a, split)] + kept[(b, split)]) / 2)
-                table[split][name] = row
+        if a in models and b in models:
+            name = f"{a}+{b}"
+            pair = {split: (kept[(a, split)], kept[(b, split)]) for split in SPLITS}
+            blend, blended = blend_splits(panel, SPLITS, pair)
+            table["blends"][name] = list(blend.weights)
+            for split, q in blended.items():
+                table[split][name] = score_split(panel, SPLITS[split], q)
                 if on_row:
-                    on_row(split, name, row)
+                    on_row(split, name, table[split][name])
     table["selected"] = select_model(table)
     table["n_series"] = panel.n_series
     return table
 
 
-def select_model(table: dict[str, Any], metric: str = "MASE") -> str:
-    """The model with the lowest inner-validation `metric` (test is never looked at)."""
+def blend_splits(
+    panel: Panel, origins: dict[str, int], pair: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> tuple[QuantileBlend, dict[str, np.ndarray]]:
+    """(blend, {split: blended [S, H, 3]}) of two models' forecasts `pair[split]`.
+
+    The weights are fitted on inner validation only (`fit_blend`) and applied to test. The
+    inner-validation forecasts are cross-fitted (each series blended with weights fitted on
+    the other half of the series), so that row is an out-of-sample score, comparable with its
+    members' rows when selecting."""
+    o = panel.week_index(origins["inner_validation"])
+    y, history = panel.units[:, o + 1 : o + 1 + HORIZON], panel.units[:, : o + 1]
+    inner = pair["inner_validation"]
+    blend = fit_blend(*inner, y, history)
+    blended = {split: blend.combine(*forecasts) for split, forecasts in pair.items()}
+    blended["inner_validation"] = cross_fitted(*inner, y, history)
+    return blend, blended
+
+
+def select_model(
+    table: dict[str, Any], metric: str = "MASE", candidates: Sequence[str] | None = None
+) -> str:
+    """The model with the lowest inner-validation `metric` (test is never looked at) among
+    `candidates` (default: every row). A blend `a+b` runs both its members, so it competes only
+    if it beats the better member by `BLEND_MIN_GAIN` (relative)."""
     rows = table["inner_validation"]
-    return min(rows, key=lambda name: rows[name][metric])
+    names = [n for n in (candidates or rows) if n in rows]
+
+    def eligible(name: str) -> bool:
+        members = [rows[m][metric] for m in name.split("+") if m in rows]
+        return "+" not in name or rows[name][metric] <= (1 - BLEND_MIN_GAIN) * min(members)
+
+    return min((n for n in names if eligible(n)), key=lambda name: rows[name][metric])
