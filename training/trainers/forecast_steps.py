@@ -14,12 +14,11 @@ from torch import nn
 
 from training.forecasting.config import LSTMConfig
 from training.forecasting.panel import Panel
+from training.models.forecast_windows import full_windows, split_windows
 from training.models.forecaster import (
     LSTMForecaster,
     LSTMNet,
-    full_windows,
     pinball_loss,
-    split_windows,
     static_vocab_for,
     vocab_sizes_for,
 )
