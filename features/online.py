@@ -32,14 +32,9 @@ EntityKey = tuple[Any, ...]
 
 _DOUBLE_TAG = 0x29  # Value.double_val: field 5, wire type 1 (fixed64)
 _DOUBLE_PROTO = np.dtype([("tag", "u1"), ("value", "<f8")])
-# One round trip for any number of entities: HMGET of the same fields on every key, server-side.
-_HMGET_MANY = """
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) end
-return out
-"""
-# Several feature views in one round trip: ARGV = groups, then per group its key count, field
-# count and fields; KEYS = every group's keys in order, then plain string keys read with GET.
+# Any number of entities of several feature views in one round trip (HMGET server-side): ARGV =
+# groups, then per group its key count, field count and fields; KEYS = every group's keys in
+# order, then plain string keys read with GET. One view is one group.
 _HMGET_GROUPS = """
 local out, k, a = {}, 1, 2
 for g = 1, tonumber(ARGV[1]) do
@@ -143,13 +138,17 @@ class OnlineReader:
         if unknown:
             raise ValueError(f"{view.name} has no feature(s) {unknown}")
         self._client = client
-        self._script = client.register_script(_HMGET_MANY)
         self._groups = client.register_script(_HMGET_GROUPS)
         self.key = KeyEncoder(view.join_keys, view.key_types, project)
         self._fields = [feature_field(view.name, f) for f in self.features]
         # The event-time field tells "materialized" apart from "no row for this view".
         self._fields.append(f"_ts:{view.name}".encode())
         self._n = len(self.features)
+        self._group_fields = [str(len(self._fields)).encode(), *self._fields]
+
+    def _args(self, count: int) -> list[bytes]:
+        """The script's ARGV for one group of `count` keys of this view."""
+        return [b"1", str(count).encode(), *self._group_fields]
 
     @classmethod
     def from_url(cls, redis_url: str, project: str, view: FeatureViewSpec, **kw) -> OnlineReader:
@@ -173,7 +172,7 @@ class OnlineReader:
         if not keys:
             return []
         redis_keys = [self.key(key) for key in keys]
-        return self._script(keys=redis_keys, args=self._fields)
+        return self._groups(keys=redis_keys, args=self._args(len(redis_keys)))
 
     def get_many(
         self, keys: Sequence[EntityKey | int | str], *, with_ts: bool = False
@@ -233,7 +232,7 @@ class AsyncOnlineReader(OnlineReader):
     ) -> list[list[bytes | None]]:
         if not keys:
             return []
-        return await self._script(keys=[self.key(key) for key in keys], args=self._fields)
+        return await self._groups(keys=[self.key(key) for key in keys], args=self._args(len(keys)))
 
     async def get_many(  # type: ignore[override]
         self, keys: Sequence[EntityKey | int | str], *, with_ts: bool = False
