@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from training.anomaly.data import DailyPanel, daily_panel, eligible_stores, windows_for
-from training.anomaly.evaluate import candidates, evaluate_protocol, inject, quality
+from training.anomaly.evaluate import (
+    candidates,
+    evaluate_development,
+    evaluate_protocol,
+    inject,
+    quality,
+)
 from training.anomaly.tune import apply_params, pseudo_auc, pseudo_panel
 from training.models.anomaly import AnomalyConfig, AnomalyEnsemble, load_config
 
@@ -187,6 +195,27 @@ def test_pseudo_window_never_reads_the_protocol_window() -> None:
     assert len(cut.dates) == 170 and cut.dates[-1] == p.dates[169]
     auc, f1 = pseudo_auc(cut, cfg, seeds=(1000,))
     assert 0.5 < auc <= 1.0 and 0.0 <= f1 <= 1.0
+
+
+def test_development_windows_precede_the_protocol_window_and_never_read_it() -> None:
+    p = _synthetic(stores=6, days=200)
+    cfg = _cfg()
+    rows: list[dict] = []
+    res = evaluate_development(p, cfg, windows=2, seeds=(1000,), on_row=rows.append)
+    # the two 30-day windows just before the protocol's last 30 days
+    assert res["windows"] == [
+        [str(p.dates[110]), str(p.dates[139])],
+        [str(p.dates[140]), str(p.dates[169])],
+    ]
+    assert set(res["per_window"]) == {str(p.dates[110]), str(p.dates[140])}
+    assert len(rows) == 2 * len(res["mean"]) and res["mean"]["ensemble"]["auc"] > 0.9
+    # whatever the protocol window holds, the development table is the same
+    wild = p.sales.copy()
+    wild[:, 170:] *= np.random.default_rng(5).uniform(0.01, 100, size=wild[:, 170:].shape)
+    other = evaluate_development(replace(p, sales=wild), cfg, windows=2, seeds=(1000,))
+    assert other["mean"] == res["mean"]
+    with pytest.raises(ValueError, match="development window"):
+        evaluate_development(p, cfg, windows=5, seeds=(1000,))
 
 
 @pytest.mark.slow

@@ -164,6 +164,19 @@ def windows_for(panel: DailyPanel, window_days: int = WINDOW_DAYS) -> tuple[slic
     return slice(0, n - window_days), slice(n - window_days, n)
 
 
+def head(panel: DailyPanel, days: int) -> DailyPanel:
+    """The panel's first `days` days (a later window cut off, never read)."""
+    return DailyPanel(
+        store_ids=panel.store_ids,
+        dates=panel.dates[:days],
+        sales=panel.sales[:, :days],
+        transactions=panel.transactions[:, :days],
+        avg_basket=panel.avg_basket[:, :days],
+        price_index=panel.price_index[:, :days],
+        skipped=dict(panel.skipped),
+    )
+
+
 def subset(panel: DailyPanel, stores: np.ndarray) -> DailyPanel:
     """The panel restricted to a boolean mask or index array of stores."""
     return DailyPanel(

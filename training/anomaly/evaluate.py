@@ -5,6 +5,8 @@ candidates = window store-days with sales > 0 (row-major: store, then day). For 
 `numpy.random.default_rng(s)` picks round(5% of candidates) without replacement, then for each
 picked store-day one uniform draw < 0.5 makes it a spike (x3), otherwise a drop (x0.2). Detectors
 see only the injected series and are fitted on pre-window days only (never injected).
+Development windows (`evaluate_development`): the same on the windows just before the protocol
+window, seeds 1000.., where detectors and settings are chosen.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from training.anomaly.data import DailyPanel, eligible_stores, subset, windows_for
+from training.anomaly.data import DailyPanel, eligible_stores, head, subset, windows_for
 from training.models.anomaly import (
     DETECTORS,
+    HISTORY_DAYS,
     AnomalyConfig,
     AnomalyEnsemble,
     _lag_median,
@@ -26,6 +29,9 @@ from training.models.anomaly import (
 )
 
 SEEDS = tuple(range(42, 52))
+DEV_SEEDS = tuple(range(1000, 1010))  # development windows: never the protocol's seeds
+DEV_WINDOWS = 2
+METRIC_KEYS = ("auc", "auc_spike", "auc_drop", "ap", "precision_at_5", "recall_at_5")
 RATE, SPIKE, DROP = 0.05, 3.0, 0.2
 PROTOCOL_BASELINES = ("seasonal_raw", "seasonal_log1p", "iforest_protocol")
 
@@ -129,6 +135,52 @@ def score_all(
     return out
 
 
+def _eligible(panel: DailyPanel, cfg: AnomalyConfig) -> np.ndarray:
+    """The protocol's stores (>= min_days days of sales > 0), or a ValueError saying why none."""
+    elig = eligible_stores(panel, cfg.min_days)
+    if not elig.any():
+        most = int((panel.sales > 0).sum(axis=1).max()) if len(panel.sales) else 0
+        raise ValueError(
+            f"no store has sales on at least min_days = {cfg.min_days} days (of "
+            f"{len(panel.sales)} stores the longest history has {most}): load more history "
+            "or households, or lower min_days in the anomaly config"
+        )
+    return elig
+
+
+def _score_seeds(
+    p: DailyPanel,
+    cfg: AnomalyConfig,
+    seeds: tuple[int, ...],
+    on_row: Callable[[dict], None] | None,
+    label: dict | None = None,
+) -> list[dict]:
+    """Metric rows (seed x detector) on the last `window_days` days of `p`, fitted before them."""
+    pre, window = windows_for(p, cfg.window_days)
+    cand = candidates(p, window)
+    rows = []
+    for seed in seeds:
+        injected, labels, kind = inject(p, window, seed)
+        scores = score_all(p, injected, pre, window, cfg)
+        for name, s in scores.items():
+            row = {**(label or {}), "seed": seed, "detector": name}
+            row.update(metrics(s[cand], labels[cand], kind[cand]))
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+    return rows
+
+
+def _mean(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Mean of every metric per detector over `rows`."""
+    names = list(dict.fromkeys(r["detector"] for r in rows))
+    keys = [k for k in METRIC_KEYS if k in rows[0]]
+    return {
+        n: {k: float(np.mean([r[k] for r in rows if r["detector"] == n])) for k in keys}
+        for n in names
+    }
+
+
 def evaluate_protocol(
     panel: DailyPanel,
     cfg: AnomalyConfig,
@@ -139,39 +191,53 @@ def evaluate_protocol(
 
     `panel` may hold every store: the protocol keeps the eligible ones itself.
     """
-    elig = eligible_stores(panel, cfg.min_days)
-    if not elig.any():
-        most = int((panel.sales > 0).sum(axis=1).max()) if len(panel.sales) else 0
-        raise ValueError(
-            f"no store has sales on at least min_days = {cfg.min_days} days (of "
-            f"{len(panel.sales)} stores the longest history has {most}): load more history "
-            "or households, or lower min_days in the anomaly config"
-        )
+    elig = _eligible(panel, cfg)
     p = subset(panel, elig)
-    pre, window = windows_for(p, cfg.window_days)
-    cand = candidates(p, window)
-    rows = []
-    for seed in seeds:
-        injected, labels, kind = inject(p, window, seed)
-        scores = score_all(p, injected, pre, window, cfg)
-        for name, s in scores.items():
-            row = {"seed": seed, "detector": name, **metrics(s[cand], labels[cand], kind[cand])}
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
-    names = list(dict.fromkeys(r["detector"] for r in rows))
-    keys = [k for k in rows[0] if k not in ("seed", "detector")]
-    mean = {
-        n: {k: float(np.mean([r[k] for r in rows if r["detector"] == n])) for k in keys}
-        for n in names
-    }
+    _, window = windows_for(p, cfg.window_days)
+    rows = _score_seeds(p, cfg, seeds, on_row)
     return {
         "n_stores": int(elig.sum()),
         "skipped_stores": int((~elig).sum()),
-        "n_candidates": int(cand.sum()),
+        "n_candidates": int(candidates(p, window).sum()),
         "window": [str(p.dates[window][0]), str(p.dates[window][-1])],
         "per_seed": rows,
-        "mean": mean,
+        "mean": _mean(rows),
+    }
+
+
+def evaluate_development(
+    panel: DailyPanel,
+    cfg: AnomalyConfig,
+    windows: int = DEV_WINDOWS,
+    seeds: tuple[int, ...] = DEV_SEEDS,
+    on_row: Callable[[dict], None] | None = None,
+) -> dict:
+    """The protocol on the `windows` windows of `window_days` days just before the protocol
+    window (Complete Journey: 2017-07-05..09-02 and 09-03..11-01), each fitted on the days
+    before it, with injection seeds `seeds`: where detectors and settings are chosen. The panel
+    is cut at each window's end, so the protocol window is never read; the stores are the
+    protocol's (eligible over the whole panel)."""
+    elig = _eligible(panel, cfg)
+    p = subset(panel, elig)
+    pre, _ = windows_for(p, cfg.window_days)
+    rows, spans, n_cand = [], [], 0
+    for k in range(windows, 0, -1):
+        stop = pre.stop - (k - 1) * cfg.window_days
+        cut = head(p, stop)
+        _, window = windows_for(cut, cfg.window_days)
+        if window.start <= HISTORY_DAYS:
+            raise ValueError(f"development window {k} has <= {HISTORY_DAYS} days before it")
+        span = [str(cut.dates[window][0]), str(cut.dates[window][-1])]
+        spans.append(span)
+        n_cand += int(candidates(cut, window).sum())
+        rows += _score_seeds(cut, cfg, seeds, on_row, {"window": span[0]})
+    return {
+        "n_stores": int(elig.sum()),
+        "n_candidates": n_cand,
+        "windows": spans,
+        "seeds": list(seeds),
+        "per_window": {s[0]: _mean([r for r in rows if r["window"] == s[0]]) for s in spans},
+        "mean": _mean(rows),
     }
 
 

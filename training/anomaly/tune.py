@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from training.anomaly.data import DailyPanel, eligible_stores, subset, windows_for
+from training.anomaly.data import DailyPanel, eligible_stores, head, subset, windows_for
 from training.anomaly.evaluate import candidates, inject, metrics
 from training.models.anomaly import DETECTORS, AnomalyConfig, AnomalyEnsemble
 
@@ -25,14 +25,7 @@ def pseudo_panel(panel: DailyPanel, cfg: AnomalyConfig) -> DailyPanel:
     """Eligible stores, cut before the protocol window (its tail is the pseudo-window)."""
     p = subset(panel, eligible_stores(panel, cfg.min_days))
     pre, _ = windows_for(p, cfg.window_days)
-    return replace(
-        p,
-        dates=p.dates[pre],
-        sales=p.sales[:, pre],
-        transactions=p.transactions[:, pre],
-        avg_basket=p.avg_basket[:, pre],
-        price_index=p.price_index[:, pre],
-    )
+    return head(p, pre.stop)
 
 
 def apply_params(cfg: AnomalyConfig, params: dict[str, Any]) -> AnomalyConfig:
