@@ -57,17 +57,32 @@ def run_wrk(
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     pct = {m.group(1): _ms(m.group(2), m.group(3)) for m in
            re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}  # fmt: skip
-    errors = wrk_failures(out)
-    return {"rps": round(rps, 1), "p50_ms": pct.get("50"), "p99_ms": pct.get("99"),
-            "errors": errors}  # fmt: skip
+    kinds = wrk_failure_kinds(out)
+    row = {"rps": round(rps, 1), "p50_ms": pct.get("50"), "p99_ms": pct.get("99"),
+           "errors": sum(kinds.values())}  # fmt: skip
+    if kinds:
+        row["error_kinds"] = kinds  # which: a non-2xx answer or a socket error (and its kind)
+    return row
+
+
+def wrk_failure_kinds(out: str) -> dict[str, int]:
+    """Failed requests in wrk's report by kind (non_2xx, connect, read, write, timeout);
+    kinds that did not happen are left out."""
+    kinds: dict[str, int] = {}
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non2xx:
+        kinds["non_2xx"] = int(non2xx.group(1))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        for name, count in zip(("connect", "read", "write", "timeout"), sock.groups(), strict=True):
+            if int(count):
+                kinds[name] = int(count)
+    return kinds
 
 
 def wrk_failures(out: str) -> int:
     """Failed requests in wrk's report: non-2xx answers plus socket errors."""
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    failed = int(non2xx.group(1)) if non2xx else 0
-    return failed + (sum(int(x) for x in sock.groups()) if sock else 0)
+    return sum(wrk_failure_kinds(out).values())
 
 
 def _ms(value: str, unit: str) -> float:
