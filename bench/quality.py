@@ -36,7 +36,7 @@ def forecaster(quick: bool, models: list[str] | None) -> dict:
 
     cfg = load_forecaster_config(profile="quick" if quick else None)
     start = time.perf_counter()
-    frame = protocol_frame(cfg.n_series)
+    frame = protocol_frame(max(cfg.n_series, cfg.lstm.train_series))
     data_s = time.perf_counter() - start
 
     def progress(split: str, name: str, row: dict) -> None:

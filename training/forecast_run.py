@@ -118,12 +118,26 @@ def run_forecaster(
     panel = panel_from_weekly(
         frame, weeks=(first, last), covariates=sorted(covariates), static=sorted(static)
     )
+    train_panel = panel  # the LSTM's: more series than scored when lstm.train_series says so
+    if cfg.lstm.train_series > cfg.n_series:
+        step(f"reading the top {cfg.lstm.train_series} series the LSTM trains on")
+        wide = forecast_frame(
+            tenant=tenant,
+            first_week=first,
+            last_week=last,
+            n_series=cfg.lstm.train_series,
+            rank_until_week=origins["test"],
+        )
+        train_panel = panel_from_weekly(
+            wide, weeks=(first, last), covariates=sorted(covariates), static=sorted(static)
+        )
     window = {
         "tenant": tenant,
         "first_week": first,
         "last_week": last,
         "origins": origins,
         "n_series": int(panel.n_series),
+        "train_series": int(train_panel.n_series),
         "feature_service": "forecaster_v1",
     }
     seconds: dict[str, float] = {}
@@ -133,13 +147,13 @@ def run_forecaster(
 
         step(f"Ray Tune + ASHA: {cfg.tune.num_samples} LSTM trials on the inner-validation window")
         start = time.perf_counter()
-        result = tune_forecaster(panel, cfg, origins["inner_validation"])
+        result = tune_forecaster(train_panel, cfg, origins["inner_validation"])
         seconds["tune"] = round(time.perf_counter() - start, 1)
         cfg = cfg.model_copy(update={"lstm": result.best_config})
         tuned = {"best": result.best_config.model_dump(), "trials": result.trials}
 
     def lstm(p: Any, origin: int, c: ForecasterConfig) -> np.ndarray:
-        return _train_lstm(c, p, origin).predict(p, origin, HORIZON)
+        return _train_lstm(c, train_panel, origin).predict(p, origin, HORIZON)
 
     models = {name: FORECASTERS[name] for name in ("naive", "mean4", "lightgbm")}
     models["lstm"] = lstm
@@ -167,12 +181,14 @@ def run_forecaster(
     selected = select_model(table, candidates=("lstm", "lightgbm", BLEND))
     step(f"refitting the selected {selected} on weeks {first}..{last}")
     last_col = panel.week_index(last)
-    lstm_model = _train_lstm(cfg, panel, last) if selected != "lightgbm" else None
+    lstm_model = _train_lstm(cfg, train_panel, last) if selected != "lightgbm" else None
     lgbm = None
     if selected != "lstm":
-        lgbm = LightGBMForecaster(horizon=HORIZON).fit(
-            panel.units, last_col, panel.static["department"]
-        )
+        department = panel.static["department"]
+        if lstm_model is not None and "department" in cfg.lstm.static:
+            # the bundle codes department with the LSTM's vocabulary (its training series)
+            department = lstm_model.codes_for(panel)[:, cfg.lstm.static.index("department")]
+        lgbm = LightGBMForecaster(horizon=HORIZON).fit(panel.units, last_col, department)
     vocab = {"department": list(panel.static_vocab["department"])} if lgbm else {}
     if lstm_model is not None:
         vocab |= lstm_model.static_vocab

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from training.profiles import deep_merge, read_profiled
 
@@ -33,6 +33,12 @@ class LSTMConfig(BaseModel):
     dense: int = Field(32, ge=4, description="units of the ReLU layer before the output")
     dropout: float = Field(0.2, ge=0.0, lt=0.9, description="after each LSTM")
     embedding_dim: int = Field(8, ge=1, description="max size of each static embedding")
+    train_series: int = Field(
+        500,
+        ge=1,
+        description="top series by train units the global model trains on (>= n_series; only "
+        "the top n_series are forecast and scored)",
+    )
     covariates: list[str] = Field(
         ["display", "mailer", "discount_depth"], description="past per-week inputs"
     )
@@ -146,6 +152,15 @@ class ForecasterConfig(BaseModel):
     lstm: LSTMConfig = LSTMConfig()
     tft: TFTConfig = TFTConfig()
     tune: TuneConfig = TuneConfig()
+
+    @model_validator(mode="after")
+    def _trains_on_the_scored_series(self) -> ForecasterConfig:
+        if self.lstm.train_series < self.n_series:
+            raise ValueError(
+                f"lstm.train_series ({self.lstm.train_series}) must be >= n_series "
+                f"({self.n_series}): the model trains on every series it forecasts"
+            )
+        return self
 
 
 def load_forecaster_config(

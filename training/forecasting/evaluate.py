@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -56,10 +57,15 @@ def _lightgbm(panel: Panel, origin_week: int, cfg: ForecasterConfig) -> np.ndarr
     return model.predict(panel.units, o, dept)
 
 
-def _lstm(panel: Panel, origin_week: int, cfg: ForecasterConfig) -> np.ndarray:
+def _lstm(
+    panel: Panel, origin_week: int, cfg: ForecasterConfig, train_panel: Panel | None = None
+) -> np.ndarray:
+    """Trained on `train_panel` (more series than scored, cfg.lstm.train_series) when given,
+    forecasts `panel`'s series."""
     from training.trainers.forecast_steps import fit
 
-    return fit(panel, origin_week, cfg.lstm).predict(panel, origin_week, HORIZON)
+    model = fit(panel if train_panel is None else train_panel, origin_week, cfg.lstm)
+    return model.predict(panel, origin_week, HORIZON)
 
 
 def _tft(panel: Panel, origin_week: int, cfg: ForecasterConfig) -> np.ndarray:
@@ -112,6 +118,11 @@ def evaluate_protocol(
     cfg = cfg or ForecasterConfig()
     panel = protocol_panel(panel_frame, cfg.n_series)
     forecasters = {**FORECASTERS, **(extra or {})}
+    if cfg.lstm.train_series > cfg.n_series and "lstm" not in (extra or {}):
+        # the global LSTM trains on the top train_series series (targets still <= the
+        # origin); only the top n_series are forecast and scored, as for every other model
+        train_panel = protocol_panel(panel_frame, cfg.lstm.train_series)
+        forecasters["lstm"] = partial(_lstm, train_panel=train_panel)
     table: dict[str, Any] = {split: {} for split in SPLITS}
     table["seconds"] = {}
     kept: dict[tuple[str, str], np.ndarray] = {}

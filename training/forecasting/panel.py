@@ -118,13 +118,16 @@ def top_series(
 ) -> pd.DataFrame:
     """The `n` (store_id, product_id) pairs with most units in `train_weeks` (inclusive).
 
-    Ties go to the smaller store_id, then product_id, so the choice is deterministic.
+    Ties go to the smaller store_id as text (the warehouse's type and order), then product_id,
+    so the choice is deterministic and the same whether store_id is read as int or str (the
+    protocol frame has int ids, the panel built from it str ids: a top 2,000 taken from a
+    larger frame must be the frame's own top 2,000).
     """
     lo, hi = train_weeks
     in_train = frame[(frame["week"] >= lo) & (frame["week"] <= hi)]
     totals = in_train.groupby(["store_id", "product_id"], as_index=False)["units"].sum()
-    totals = totals.sort_values(
-        ["units", "store_id", "product_id"], ascending=[False, True, True], kind="mergesort"
+    totals = totals.assign(store_text=totals["store_id"].astype(str)).sort_values(
+        ["units", "store_text", "product_id"], ascending=[False, True, True], kind="mergesort"
     )
     return totals.head(n)[["store_id", "product_id"]].reset_index(drop=True)
 

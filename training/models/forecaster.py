@@ -284,13 +284,26 @@ class LSTMForecaster:
         preds = [(net.eval() if net.training else net)(*args).numpy() for net in self.nets]
         return units_of(np.mean(preds, axis=0), level, h)
 
+    def codes_for(self, panel: Panel) -> np.ndarray:
+        """[S, len(cfg.static)] codes of `panel`'s series in this model's vocabularies: a panel
+        coded with other vocabularies (e.g. the scored subset of the training series) is
+        re-encoded through the raw values (unseen -> 0)."""
+        codes = static_codes(panel, self.cfg.static)
+        names = self.cfg.static
+        if not names or not self.static_vocab:
+            return codes
+        if all(panel.static_vocab.get(n) == self.static_vocab.get(n) for n in names):
+            return codes
+        raw = {n: np.asarray(panel.static_vocab[n], dtype=object)[panel.static[n]] for n in names}
+        return self.encode_static(raw)
+
     def predict(self, panel: Panel, origin_week: int, horizon: int | None = None) -> np.ndarray:
         """[S, H, 3] forecasts for every series of `panel` from the end of `origin_week`."""
         col = panel.week_index(origin_week)
         arrays = panel_arrays(panel, self.cfg, col)
         return self.predict_from_history(
             arrays["units_hist"],
-            static_codes(panel, self.cfg.static),
+            self.codes_for(panel),
             origin_week,
             horizon,
             covariate_history=arrays["covariate_hist"],
