@@ -40,188 +40,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import psycopg
 
+from analytics import rollup_sql as q
+from analytics.rollup_sql import MAX_CATEGORY_ID
 from core.events import Landed
 from features.store_daily import BUSINESS_DAY_HOURS
 
 log = logging.getLogger(__name__)
-UNKNOWN = "(unknown)"  # department / category of a product the catalog does not describe
-MAX_CATEGORY_ID = 32767  # basket_sets packs ids as int16
-
-# Business-local time of a basket.
-LOCAL_TS = f"((t.transaction_timestamp AT TIME ZONE 'UTC') - interval '{BUSINESS_DAY_HOURS} hours')"
-
-# `new_customer`: the basket's customer counts towards sales_daily.customers of its store-day
-# (rebuilds: every basket, the count is distinct; deltas: see _FIRST_AT_STORE_DAY).
-_STAGE = f"""
-CREATE TEMP TABLE _rp_baskets ON COMMIT DROP AS
-SELECT t.transaction_id, t.store_id, t.customer_id,
-       ({LOCAL_TS})::date AS day, extract(hour FROM {LOCAL_TS})::smallint AS hour,
-       ({LOCAL_TS})::date - (extract(isodow FROM {LOCAL_TS})::int - 1) AS week,
-       t.total_sales, t.total_discount, t.item_count, {{new_customer}} AS new_customer
-FROM {{source}}
-WHERE t.tenant_id = %(tenant)s {{window}}
-"""
-
-# A new basket's customer is new to its store-day when no other basket (one not staged) has that
-# customer, store and business day: one range probe of ix_transactions_customer_ts per basket,
-# the staged ids hashed once (NOT IN; NOT EXISTS would scan them per probe: they have no index).
-_DAY_UTC = (
-    f"(({LOCAL_TS})::date + {{plus}} + interval '{BUSINESS_DAY_HOURS} hours') AT TIME ZONE 'UTC'"
-)
-_FIRST_AT_STORE_DAY = f"""NOT EXISTS (
-    SELECT 1 FROM transactions o
-    WHERE o.tenant_id = %(tenant)s AND o.customer_id = t.customer_id AND o.store_id = t.store_id
-      AND o.transaction_timestamp >= {_DAY_UTC.format(plus=0)}
-      AND o.transaction_timestamp < {_DAY_UTC.format(plus=1)}
-      AND o.transaction_id NOT IN (SELECT transaction_id FROM {{new}}))"""
-
-# The staged baskets' rows of transactions (`t`) and line items (`i`). A rebuild joins them as
-# the planner likes; a delta looks each basket up by its key (OFFSET 0 keeps the subquery a
-# nested loop of index scans): right after a load the partition's statistics are stale and the
-# planner would hash-join every row of the tenant for a few thousand baskets.
-_ALL_ITEMS = (
-    "JOIN transaction_items i ON i.tenant_id = %(tenant)s AND i.transaction_id = b.transaction_id"
-)
-_EACH_ITEMS = ("CROSS JOIN LATERAL (SELECT * FROM transaction_items i WHERE i.tenant_id = %(tenant)s"
-               " AND i.transaction_id = b.transaction_id OFFSET 0) i")  # fmt: skip
-_EACH_BASKET = ("{new} n CROSS JOIN LATERAL (SELECT * FROM transactions t WHERE t.tenant_id ="
-                " %(tenant)s AND t.transaction_id = n.transaction_id OFFSET 0) t")  # fmt: skip
-
-# Per basket × category: units, revenue, lines (one pass over the line items, reused below).
-_BASKET_CATEGORIES = f"""
-CREATE TEMP TABLE _rp_bc ON COMMIT DROP AS
-WITH lines AS MATERIALIZED (  -- the staged baskets' lines first, whatever the statistics say
-    SELECT i.transaction_id, i.product_id, i.quantity, i.sales_value
-    FROM _rp_baskets b {{items}}
-)
-SELECT i.transaction_id, c.category_id, sum(i.quantity)::bigint AS units,
-       sum(i.sales_value) AS revenue, count(*)::int AS lines
-FROM lines i
-LEFT JOIN products p ON p.tenant_id = %(tenant)s AND p.product_id = i.product_id
-JOIN analytics_categories c
-  ON c.tenant_id = %(tenant)s
- AND c.department = coalesce(p.department, '{UNKNOWN}')
- AND c.product_category = coalesce(p.product_category, '{UNKNOWN}')
-GROUP BY i.transaction_id, c.category_id
-"""
-
-_UNITS = """
-CREATE TEMP TABLE _rp_units ON COMMIT DROP AS
-SELECT transaction_id, sum(units)::bigint AS units FROM _rp_bc GROUP BY transaction_id
-"""
-
-# The inserts below end with {conflict}: nothing for a rebuild (the rows were deleted), else
-# the table's clause in `_INSERTS`, which adds a delta's rows to those already there.
-_HOURLY = """
-INSERT INTO sales_hourly (tenant_id, day, store_id, hour, revenue, units, baskets, discounts)
-SELECT %(tenant)s, b.day, b.store_id, b.hour, sum(b.total_sales), coalesce(sum(u.units), 0),
-       count(*), sum(b.total_discount)
-FROM _rp_baskets b LEFT JOIN _rp_units u ON u.transaction_id = b.transaction_id
-WHERE true {days} {stores}
-GROUP BY b.day, b.store_id, b.hour
-ORDER BY b.day, b.store_id, b.hour
-{conflict}
-"""
-
-_DAILY = """
-INSERT INTO sales_daily
-    (tenant_id, day, store_id, revenue, units, baskets, customers, discounts, lines)
-SELECT %(tenant)s, b.day, b.store_id, sum(b.total_sales), coalesce(sum(u.units), 0), count(*),
-       count(DISTINCT b.customer_id) FILTER (WHERE b.new_customer), sum(b.total_discount),
-       sum(b.item_count)
-FROM _rp_baskets b LEFT JOIN _rp_units u ON u.transaction_id = b.transaction_id
-WHERE true {days} {stores}
-GROUP BY b.day, b.store_id
-{conflict}
-"""
-
-_PRODUCT_WEEKLY = """
-INSERT INTO product_weekly (tenant_id, product_id, week, revenue, units, lines, discounts)
-SELECT %(tenant)s, i.product_id, b.week, sum(i.sales_value), sum(i.quantity), count(*),
-       sum(i.retail_disc + i.coupon_disc + i.coupon_match_disc)
-FROM _rp_baskets b {items}
-GROUP BY i.product_id, b.week
-ORDER BY i.product_id, b.week  -- primary-key order: appends to the index instead of seeking
-{conflict}
-"""
-
-_CATEGORY_DAILY = """
-INSERT INTO category_daily (tenant_id, department, product_category, day, revenue, units, lines)
-SELECT %(tenant)s, c.department, c.product_category, b.day, sum(x.revenue), sum(x.units),
-       sum(x.lines)
-FROM _rp_bc x
-JOIN _rp_baskets b ON b.transaction_id = x.transaction_id
-JOIN analytics_categories c ON c.tenant_id = %(tenant)s AND c.category_id = x.category_id
-WHERE true {days}
-GROUP BY c.department, c.product_category, b.day
-ORDER BY c.department, c.product_category, b.day
-{conflict}
-"""
-
-_NEW_CATEGORIES = f"""
-INSERT INTO analytics_categories (tenant_id, category_id, department, product_category)
-SELECT %(tenant)s,
-       coalesce((SELECT max(category_id) FROM analytics_categories WHERE tenant_id = %(tenant)s),
-                0) + row_number() OVER (ORDER BY c.department, c.product_category),
-       c.department, c.product_category
-FROM (
-    SELECT DISTINCT coalesce(department, '{UNKNOWN}') AS department,
-           coalesce(product_category, '{UNKNOWN}') AS product_category
-    FROM products WHERE tenant_id = %(tenant)s
-    UNION SELECT '{UNKNOWN}', '{UNKNOWN}'
-) c
-WHERE NOT EXISTS (
-    SELECT 1 FROM analytics_categories a
-    WHERE a.tenant_id = %(tenant)s AND a.department = c.department
-      AND a.product_category = c.product_category
-)
-"""
-
-_BASKET_SETS = """
-INSERT INTO basket_sets (tenant_id, day, store_id, baskets, sizes, items)
-SELECT %(tenant)s, day, store_id, count(*),
-       string_agg(int2send(n), ''::bytea ORDER BY transaction_id),
-       string_agg(ids, ''::bytea ORDER BY transaction_id)
-FROM (
-    SELECT b.transaction_id, b.day, b.store_id, count(*)::smallint AS n,
-           string_agg(int2send(x.category_id::smallint), ''::bytea ORDER BY x.category_id)
-             AS ids
-    FROM _rp_bc x JOIN _rp_baskets b ON b.transaction_id = x.transaction_id
-    WHERE true {days} {stores}
-    GROUP BY b.transaction_id, b.day, b.store_id
-) per_basket
-GROUP BY day, store_id
-ORDER BY day, store_id
-{conflict}
-"""
-
-
-def _adding(table: str, key: str, sums: str, appends: str = "") -> str:
-    sets = [f"{c} = {table}.{c} + excluded.{c}" for c in sums.split()]
-    sets += [f"{c} = {table}.{c} || excluded.{c}" for c in appends.split()]
-    return f"ON CONFLICT (tenant_id, {key}) DO UPDATE SET {', '.join(sets)}"
-
-
-# (statement, its ON CONFLICT clause for a delta) per table, in the order they are written
-_INSERTS = {
-    "sales_hourly": (_HOURLY, _adding("sales_hourly", "day, store_id, hour",
-                                      "revenue units baskets discounts")),
-    "sales_daily": (_DAILY, _adding("sales_daily", "day, store_id",
-                                    "revenue units baskets customers discounts lines")),
-    "product_weekly": (_PRODUCT_WEEKLY, _adding("product_weekly", "product_id, week",
-                                                "revenue units lines discounts")),
-    "category_daily": (_CATEGORY_DAILY, _adding("category_daily",
-                                                "department, product_category, day",
-                                                "revenue units lines")),
-    # appended: basket order means nothing to the readers (analytics/baskets.py)
-    "basket_sets": (_BASKET_SETS, _adding("basket_sets", "day, store_id", "baskets",
-                                          "sizes items")),
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -271,24 +102,58 @@ def refresh(conn: psycopg.Connection, landed: Landed) -> None:
              time.perf_counter() - clock)  # fmt: skip
 
 
-def add_baskets(conn: psycopg.Connection, *, tenant: str, new_baskets: str) -> None:
-    """Add the baskets listed in the temporary table `new_baskets` (transaction_id; inserted by
-    this transaction, so in no rollup yet) to the tenant's rollups."""
-    lock_tenant(conn, tenant)
+def prepare(conn: psycopg.Connection, landed: Landed) -> None:
+    """Before the writer takes the tenant's lock (`core.events.prepare`): stage per basket ×
+    category the lines of the baskets staged in `landed.new_baskets`, which no other writer
+    changes, for the `add_baskets` of the same transaction (the stream consumer overlaps this
+    with the previous batch's rollups)."""
+    if landed.new_baskets is None or landed.everything:
+        return
+    new = landed.new_baskets
+    with _delta_settings(conn):
+        conn.execute("DROP TABLE IF EXISTS _rp_bc_pre, _rp_pre_of")
+        conn.execute(q.BASKET_CATEGORIES.format(into="_rp_bc_pre", baskets=new, items=q.EACH_ITEMS,
+                                                categories="LEFT"), {"tenant": landed.tenant})  # fmt: skip
+        conn.execute(f"CREATE TEMP TABLE _rp_pre_of ON COMMIT DROP AS"
+                     f" SELECT count(*) AS n, sum(transaction_id) AS ids FROM {new}")  # fmt: skip
+
+
+def _take_prepared(conn: psycopg.Connection, new_baskets: str) -> bool:
+    """`prepare`'s staging becomes `_rp_bc` if it was made for the baskets staged now."""
+    if not conn.execute("SELECT to_regclass('pg_temp._rp_pre_of') IS NOT NULL").fetchone()[0]:
+        return False
+    same = conn.execute(f"SELECT (SELECT (n, ids) FROM _rp_pre_of) IS NOT DISTINCT FROM"
+                        f" (SELECT (count(*), sum(transaction_id)) FROM {new_baskets})").fetchone()[0]  # fmt: skip
+    conn.execute("DROP TABLE _rp_pre_of")
+    conn.execute("ALTER TABLE _rp_bc_pre RENAME TO _rp_bc" if same else "DROP TABLE _rp_bc_pre")
+    return bool(same)
+
+
+@contextmanager
+def _delta_settings(conn: psycopg.Connection) -> Iterator[None]:
     # The nested loops' estimates pass jit_above_cost: compiling them took longer (~0.6 s) than
     # running them. Set for these statements only: the writer's transaction goes on after them.
     before = conn.execute("SELECT current_setting('jit'), current_setting('work_mem')").fetchone()
     conn.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)")
-    params = {"tenant": tenant}
-    # no ANALYZE of the staged tables: a batch's few thousand rows are hash-joined whatever
-    # their statistics, and three ANALYZEs cost ~10% of a 5,000-basket delta
-    _stage(conn, params, source=_EACH_BASKET.format(new=new_baskets), items=_EACH_ITEMS,
-           new_customer=_FIRST_AT_STORE_DAY.format(new=new_baskets), analyze=False)  # fmt: skip
-    for statement, adding in _INSERTS.values():
-        conn.execute(statement.format(days="", stores="", items=_EACH_ITEMS, conflict=adding),
-                     params)  # fmt: skip
-    conn.execute("DROP TABLE _rp_baskets, _rp_bc, _rp_units")
+    yield
     conn.execute("SELECT set_config('jit', %s, true), set_config('work_mem', %s, true)", before)
+
+
+def add_baskets(conn: psycopg.Connection, *, tenant: str, new_baskets: str) -> None:
+    """Add the baskets listed in the temporary table `new_baskets` (transaction_id; inserted by
+    this transaction, so in no rollup yet) to the tenant's rollups."""
+    lock_tenant(conn, tenant)
+    params = {"tenant": tenant}
+    with _delta_settings(conn):
+        # no ANALYZE of the staged tables: a batch's few thousand rows are hash-joined whatever
+        # their statistics, and three ANALYZEs cost ~10% of a 5,000-basket delta
+        _stage(conn, params, source=q.EACH_BASKET.format(new=new_baskets), items=q.EACH_ITEMS,
+               new_customer=q.FIRST_AT_STORE_DAY.format(new=new_baskets), analyze=False,
+               probe_categories=new_baskets)  # fmt: skip
+        for statement, adding in q.INSERTS.values():
+            conn.execute(statement.format(days="", stores="", items=q.EACH_ITEMS, conflict=adding),
+                         params)  # fmt: skip
+        conn.execute("DROP TABLE _rp_baskets, _rp_bc, _rp_units")
 
 
 def rebuild(conn: psycopg.Connection, *, tenant: str, window: Window | None = None) -> None:
@@ -326,15 +191,15 @@ def rebuild(conn: psycopg.Connection, *, tenant: str, window: Window | None = No
             stores = "AND b.store_id = ANY(%(stores)s)"
     store_filter = stores.replace("b.", "")
 
-    _stage(conn, params, source="transactions t", window=stage_window, items=_ALL_ITEMS)
+    _stage(conn, params, source="transactions t", window=stage_window, items=q.ALL_ITEMS)
     for table in ("sales_hourly", "sales_daily", "basket_sets"):
         conn.execute(f"DELETE FROM {table} WHERE tenant_id = %(tenant)s {week_days} {store_filter}",
                      params)  # fmt: skip
     conn.execute(f"DELETE FROM category_daily WHERE tenant_id = %(tenant)s {week_days}", params)
     weeks = "" if window.everything else "AND week BETWEEN %(w0)s AND %(w1)s"
     conn.execute(f"DELETE FROM product_weekly WHERE tenant_id = %(tenant)s {weeks}", params)
-    for statement, _ in _INSERTS.values():  # product_weekly: whole weeks, every store
-        conn.execute(statement.format(days=days, stores=stores, items=_ALL_ITEMS, conflict=""),
+    for statement, _ in q.INSERTS.values():  # product_weekly: whole weeks, every store
+        conn.execute(statement.format(days=days, stores=stores, items=q.ALL_ITEMS, conflict=""),
                      params)  # fmt: skip
     conn.execute("DROP TABLE _rp_baskets, _rp_bc, _rp_units")
 
@@ -356,24 +221,40 @@ def _stage(
     window: str = "",
     new_customer: str = "true",
     analyze: bool = True,
+    probe_categories: str | None = None,
 ) -> None:
     """Stage the baskets of `source` (`t`: transactions) in `window`, new categories, and per
     basket × category (lines by `items`) its units, revenue and lines; `analyze` the staged
-    tables for the statements that join them."""
+    tables for the statements that join them. `probe_categories` (a delta, its new-baskets
+    table: few lines, a whole catalog): take `prepare`'s staging if it was made for them, and
+    look for new categories only when a line's category has no id yet (at 37k products the
+    look cost ~7 ms per stream batch)."""
     conn.execute("DROP TABLE IF EXISTS _rp_baskets, _rp_bc, _rp_units")
-    conn.execute(_STAGE.format(source=source, window=window, new_customer=new_customer), params)
+    conn.execute(q.STAGE.format(source=source, window=window, new_customer=new_customer), params)
     if analyze:
         conn.execute("ANALYZE _rp_baskets")
-    conn.execute(_NEW_CATEGORIES, params)
-    tenant = params["tenant"]
-    top = conn.execute(
-        "SELECT max(category_id) FROM analytics_categories WHERE tenant_id = %s", (tenant,)
-    ).fetchone()[0]
-    if top is not None and top > MAX_CATEGORY_ID:  # pragma: no cover - taxonomies of 32k+
-        raise ValueError(f"tenant {tenant} has more than {MAX_CATEGORY_ID} product categories")
-    conn.execute(_BASKET_CATEGORIES.format(items=items), params)
+    missing = True
+    if probe_categories:  # new categories (scanning every product) only if a line lacks one
+        if not _take_prepared(conn, probe_categories):
+            conn.execute(q.BASKET_CATEGORIES.format(into="_rp_bc", baskets="_rp_baskets",
+                                                    items=items, categories="LEFT"), params)  # fmt: skip
+        missing = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM _rp_bc WHERE category_id IS NULL)"
+        ).fetchone()[0]
+        if missing:
+            conn.execute("DROP TABLE _rp_bc")
+    if missing:
+        conn.execute(q.NEW_CATEGORIES, params)
+        tenant = params["tenant"]
+        top = conn.execute(
+            "SELECT max(category_id) FROM analytics_categories WHERE tenant_id = %s", (tenant,)
+        ).fetchone()[0]
+        if top is not None and top > MAX_CATEGORY_ID:  # pragma: no cover - taxonomies of 32k+
+            raise ValueError(f"tenant {tenant} has more than {MAX_CATEGORY_ID} product categories")
+        conn.execute(q.BASKET_CATEGORIES.format(into="_rp_bc", baskets="_rp_baskets", items=items,
+                                                categories=""), params)  # fmt: skip
     if analyze:
         conn.execute("ANALYZE _rp_bc")
-    conn.execute(_UNITS, params)
+    conn.execute(q.UNITS, params)
     if analyze:
         conn.execute("ANALYZE _rp_units")

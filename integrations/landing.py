@@ -19,6 +19,7 @@ def land_baskets(
     result: BatchResult,
     sent: Collection[int],
     database_url: str | None = None,
+    refresh: bool = True,
 ) -> events.Landed | None:
     """Bring the tenant's rollups up to date with the baskets `result` inserted (caller's
     transaction) and return their `Landed`; None when the batch inserted none.
@@ -27,6 +28,11 @@ def land_baskets(
     already loaded, they are exactly the new baskets and are staged, so the rollups add them
     (a delta); a batch mixing re-deliveries with new baskets has the rollups recompute the days
     it touched instead, since `BatchResult` does not name which of its baskets were new.
+
+    `refresh=False`: stop before the rollups, once the part of their work that waits for no
+    other writer is done (`events.prepare`); the caller runs `events.in_transaction(conn,
+    landed)` later, in the same transaction (the stream consumer: once it holds the tenant's
+    lock, so this part overlaps the previous batch's rollups).
     """
     if not result.inserted:
         return None
@@ -35,5 +41,8 @@ def land_baskets(
     )
     if not result.duplicates and len(sent) == result.inserted:
         events.stage_new_baskets(conn, sent)
-    events.in_transaction(conn, landed)
+        if not refresh:
+            events.prepare(conn, landed)
+    if refresh:
+        events.in_transaction(conn, landed)
     return landed

@@ -35,7 +35,11 @@ CREATE TEMP TABLE IF NOT EXISTS _stream_items (
 """
 
 # One statement: the baskets new to the warehouse, and the lines of those baskets only (a
-# re-delivered basket with other lines adds none), joined to what the insert returned.
+# re-delivered basket with other lines adds none), joined to what the insert returned. The
+# lines of a basket this statement inserted cannot be there already (a basket and its lines
+# are written together), so they go in by a plain insert ({lines_conflict} empty: a third
+# cheaper than ON CONFLICT's speculative insertion); should the warehouse hold lines without
+# their basket, `write_batch` rolls that back and merges again with the clause.
 _MERGE = """
 WITH new AS (
     INSERT INTO transactions (tenant_id, transaction_id, customer_id, store_id,
@@ -51,10 +55,11 @@ WITH new AS (
     SELECT %(tenant)s, i.transaction_id, i.line_no, i.product_id, i.quantity, i.sales_value,
            i.retail_disc, i.coupon_disc, i.coupon_match_disc, i.unit_price
     FROM _stream_items i JOIN new ON new.transaction_id = i.transaction_id
-    ON CONFLICT (tenant_id, transaction_id, line_no) DO NOTHING
+    {lines_conflict}
 )
 SELECT * FROM new
 """
+_LINES_CONFLICT = "ON CONFLICT (tenant_id, transaction_id, line_no) DO NOTHING"
 
 # Dimension rows for ids first seen on the stream (their attributes arrive with a later import).
 # The ids already known are left out by an anti-join first (a batch's ~15k products are nearly
@@ -192,7 +197,13 @@ def write_batch(
         conn.execute(_TEMP)
         with conn.cursor() as cur:
             _copy_rows(cur, baskets)
-            inserted = cur.execute(_MERGE, {"tenant": tenant}).fetchall()
+            try:
+                with conn.transaction():  # a savepoint: only the merge is undone below
+                    inserted = cur.execute(_MERGE.format(lines_conflict=""), {"tenant": tenant})
+                    inserted = inserted.fetchall()
+            except psycopg.errors.UniqueViolation:  # lines without their basket: skip them
+                merge = _MERGE.format(lines_conflict=_LINES_CONFLICT)
+                inserted = cur.execute(merge, {"tenant": tenant}).fetchall()
             if inserted:
                 for stmt in _DIMENSIONS:
                     cur.execute(stmt, {"tenant": tenant})

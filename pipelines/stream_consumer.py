@@ -196,16 +196,21 @@ class StreamConsumer:
                     inventory=list(batch.inventory.values()),
                 )
                 t = timed("db_merge", t)
+                # the rollups' staging of this batch's own lines, before it waits for the batch
+                # before it to commit (the RFM read of its lines stays after: the merge, this
+                # and the wait are about as long as the rollups and the RFM read)
+                landed = land_baskets(
+                    conn, tenant=self.cfg.tenant, source="stream", result=result,
+                    sent=batch.baskets.keys(), database_url=self.cfg.database_url, refresh=False,
+                )  # fmt: skip
+                t = timed("prepare", t)
                 # the tenant's rollup lock, before the next batch may start its merge: batches
                 # take it in their order (the next one waits here for this one's commit)
                 lock_tenant(conn, self.cfg.tenant)
                 job.merged.set()
                 t = timed("wait_previous", t)
-                landed = land_baskets(
-                    conn, tenant=self.cfg.tenant, source="stream", result=result,
-                    sent=batch.baskets.keys(), database_url=self.cfg.database_url,
-                )  # fmt: skip
                 if landed is not None:
+                    events.in_transaction(conn, landed)
                     t = timed("rollups", t)
                 if prev is not None:
                     prev.kept.wait()

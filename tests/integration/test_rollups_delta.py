@@ -18,6 +18,7 @@ import pytest
 
 from analytics import rollups
 from analytics.baskets import unpack
+from core import events
 from core.db import connect
 from integrations.landing import land_baskets
 from integrations.messages import BasketLine, BasketMessage
@@ -89,12 +90,14 @@ def assert_equals_a_rebuild(tenant: str) -> dict[str, object]:
 
 
 def stream_batch(tenant: str, baskets: list[dict]) -> int:
-    """One batch as the stream consumer writes it (write_batch + land_baskets, one
-    transaction); returns the baskets inserted."""
+    """One batch as the stream consumer writes it (write_batch, land_baskets up to the rollups'
+    preparation, then the refresh: one transaction); returns the baskets inserted."""
     with connect() as conn:
         result = write_batch(conn, tenant=tenant, baskets=baskets, inventory=[])
-        land_baskets(conn, tenant=tenant, source="stream", result=result,
-                     sent=[b["transaction_id"] for b in baskets])  # fmt: skip
+        landed = land_baskets(conn, tenant=tenant, source="stream", result=result,
+                              sent=[b["transaction_id"] for b in baskets], refresh=False)  # fmt: skip
+        if landed is not None:
+            events.in_transaction(conn, landed)
     return result.inserted
 
 
@@ -261,6 +264,39 @@ def test_a_staged_set_is_used_once(tenant, paths):
     assert paths() == {"delta": 2}
     kept = assert_equals_a_rebuild(tenant)
     assert [(r[5], r[6]) for r in kept["sales_daily"]] == [(2, 2)]
+
+
+def test_a_preparation_for_other_baskets_is_not_used(tenant, paths):
+    """Baskets staged after the rollups' preparation: the refresh stages them all again."""
+    with connect() as conn:
+        for tid in (8101, 8102):  # the first batch's rollups prepared, the second refreshes
+            batch = [basket(tid, "S1", tid, at(MONDAY, 12), [1, 2])]
+            result = write_batch(conn, tenant=tenant, baskets=batch, inventory=[])
+            land_baskets(conn, tenant=tenant, source="stream", result=result, sent=[tid],
+                         refresh=tid == 8102)  # fmt: skip
+    assert paths() == {"delta": 1}
+    kept = assert_equals_a_rebuild(tenant)
+    assert [(r[5], r[6]) for r in kept["sales_daily"]] == [(2, 2)]
+
+
+def test_merge_keeps_lines_already_there_without_their_basket(tenant):
+    """Lines of a basket the warehouse lacks (not written by the merge): the basket goes in,
+    its other lines too, those already there stay as they are."""
+    with connect() as conn:
+        conn.execute(
+            "INSERT INTO transaction_items (tenant_id, transaction_id, line_no, product_id,"
+            " quantity, sales_value, retail_disc, coupon_disc, coupon_match_disc)"
+            " VALUES (%s, 8201, 1, 3, 1, 9.99, 0, 0, 0)",
+            (tenant,),
+        )
+    assert stream_batch(tenant, [basket(8201, "S1", 5, at(MONDAY, 12), [1, 2])]) == 1
+    with connect() as conn:
+        lines = conn.execute(
+            "SELECT line_no, product_id, sales_value::float8 FROM transaction_items"
+            " WHERE tenant_id = %s AND transaction_id = 8201 ORDER BY line_no",
+            (tenant,),
+        ).fetchall()
+    assert lines == [(1, 3, 9.99), (2, 2, 2.5 + 8201 % 7)]
 
 
 def _url() -> str:

@@ -233,6 +233,7 @@ def test_batch_written_after_a_failed_one_counts_once(stream, warehouse_env, mon
     """Batch N fails in its transaction while batch N+1 (the other writer) is under way and
     then commits; both are written again, and N+1's baskets count as written, not as
     re-delivered duplicates."""
+    from core import events
     from pipelines import stream_consumer as mod
 
     stream.max_batch, stream.retry_backoff_s = 2, 0.2
@@ -240,7 +241,7 @@ def test_batch_written_after_a_failed_one_counts_once(stream, warehouse_env, mon
     _send(stream, [*BASKETS, fourth])
     second_started, merges = threading.Event(), []
     real_connection, real_write, real_land = (
-        StreamConsumer._connection, mod.write_batch, mod.land_baskets)  # fmt: skip
+        StreamConsumer._connection, mod.write_batch, events.in_transaction)  # fmt: skip
 
     def connection(self, slot):
         if slot == 1:
@@ -251,17 +252,17 @@ def test_batch_written_after_a_failed_one_counts_once(stream, warehouse_env, mon
         merges.append(len(kw["baskets"]))
         return real_write(conn, **kw)
 
-    def land(conn, **kw):  # batch N's rollups come first (N+1 waits for its tenant lock)
+    def land(conn, landed):  # batch N's rollups come first (N+1 waits for its tenant lock)
         if not land.failed:
             land.failed = True
             assert second_started.wait(20)
             raise psycopg.OperationalError("injected: the connection dropped")
-        return real_land(conn, **kw)
+        return real_land(conn, landed)
 
     land.failed = False
     monkeypatch.setattr(StreamConsumer, "_connection", connection)
     monkeypatch.setattr(mod, "write_batch", write)
-    monkeypatch.setattr(mod, "land_baskets", land)
+    monkeypatch.setattr(events, "in_transaction", land)
     stats = StreamConsumer(stream).run()
     assert stats.db_retries == 1
     assert len(merges) == 4 and sum(merges) == 8  # both batches were written again
