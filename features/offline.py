@@ -100,13 +100,17 @@ WEEKLY = STORE_PRODUCT_WEEKLY
 
 
 def _series_sql(tenant: str, *, first_week: int, last_week: int, n_series: int) -> str:
-    """The tenant's top `n_series` (store, product) pairs by units over the weeks given."""
+    """The tenant's top `n_series` (store, product) pairs by units over the weeks given, with
+    each pair's rank (1 = most units; ties by store_id, then product_id): the top n of a wider
+    read are exactly those ranked ≤ n."""
     validate_tenant(tenant)
+    order = "sum(units) DESC, store_id, product_id"
     return (
-        f"SELECT store_id, product_id FROM {WEEKLY.table}"
+        f"SELECT store_id, product_id, row_number() OVER (ORDER BY {order}) AS series_rank"
+        f" FROM {WEEKLY.table}"
         f" WHERE tenant_id = '{tenant}' AND week BETWEEN {int(first_week)} AND {int(last_week)}"
         f" GROUP BY store_id, product_id"
-        f" ORDER BY sum(units) DESC, store_id, product_id LIMIT {int(n_series)}"
+        f" ORDER BY {order} LIMIT {int(n_series)}"
     )
 
 
@@ -117,10 +121,13 @@ def forecast_frame(
     last_week: int,
     n_series: int,
     rank_until_week: int | None = None,
+    with_rank: bool = False,
 ) -> pd.DataFrame:
     """The forecaster's training set: one row per (store, product, week) for the top
     `n_series` pairs (ranked by units up to `rank_until_week`, default `last_week`) and every
-    week in first_week..last_week, read from the weekly view's offline table.
+    week in first_week..last_week, read from the weekly view's offline table. `with_rank`
+    adds each pair's rank (`series_rank`, 1 = most units), so a caller that needs the top n
+    and the top N > n reads once and keeps the rows ranked ≤ n for the former.
 
     Each weekly row is that week's own value, so the point-in-time rule is exact by
     construction: a week's row never holds later data. (Feast's PostgreSQL point-in-time SQL
@@ -143,7 +150,7 @@ def forecast_frame(
         "SELECT s.store_id, s.product_id, c.week, coalesce(w.units, 0)::float8,"
         " coalesce(w.sales_value, 0)::float8, w.shelf_price::float8,"
         " coalesce(w.discount_depth, 0)::float8, c.week_of_year::float8,"
-        " c.holiday_count::float8, a.department, a.product_category, a.brand"
+        " c.holiday_count::float8, a.department, a.product_category, a.brand, s.series_rank"
         f" FROM ({pairs}) s CROSS JOIN calendar_weeks c"
         f" LEFT JOIN {WEEKLY.table} w ON w.tenant_id = c.tenant_id AND w.store_id = s.store_id"
         "  AND w.product_id = s.product_id AND w.week = c.week"
@@ -157,14 +164,16 @@ def forecast_frame(
         "store_id", "product_id", "week", "units", "sales_value", "shelf_price",
         "discount_depth", "week_of_year", "holiday", "department", "product_category", "brand",
     ]  # fmt: skip
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=[*columns, "series_rank"])
     if frame.empty or frame["units"].sum() == 0:
         raise ValidationFailed(
             f"no store x product weekly features for tenant {tenant!r} in weeks "
             f"{first_week}..{last_week}: run `retailpulse features materialize` first",
             details={"tenant": tenant, "weeks": [first_week, last_week]},
         )
-    frame = frame.astype({"store_id": str, "product_id": "int64", "week": int})
+    frame = frame.astype(
+        {"store_id": str, "product_id": "int64", "week": int, "series_rank": "int64"}
+    )
     placements = promotion_flags(
         tenant, pairs_sql=pairs, first_week=first_week, last_week=last_week
     )
@@ -175,7 +184,7 @@ def forecast_frame(
     frame = frame.sort_values(["store_id", "product_id", "week"]).reset_index(drop=True)
     frame["shelf_price"] = frame.groupby(["store_id", "product_id"])["shelf_price"].ffill()
     frame["shelf_price"] = frame["shelf_price"].fillna(0.0)
-    return frame[[*columns[:7], "display", "mailer", *columns[7:]]]
+    return frame[[*columns[:7], "display", "mailer", *columns[7:], *(["series_rank"] * with_rank)]]
 
 
 def promotion_flags(

@@ -100,13 +100,16 @@ def run_forecaster(
     step = on_step or (lambda text: None)
     first, last = complete_weeks(tenant)
     origins = {"inner_validation": last - 2 * HORIZON, "test": last - HORIZON}
-    step(f"reading weeks {first}..{last} of the top {cfg.n_series} store x product series")
-    frame = forecast_frame(
+    n_read = max(cfg.n_series, cfg.lstm.train_series)
+    step(f"reading weeks {first}..{last} of the top {n_read} store x product series")
+    # one read: the scored top n_series are the rows ranked ≤ n_series of the LSTM's wider set
+    read = forecast_frame(
         tenant=tenant,
         first_week=first,
         last_week=last,
-        n_series=cfg.n_series,
+        n_series=n_read,
         rank_until_week=origins["test"],
+        with_rank=True,
     )
     covariates = set(cfg.lstm.covariates) | set(cfg.lstm.future_covariates)
     static = set(cfg.lstm.static) | {"department"}
@@ -115,22 +118,18 @@ def run_forecaster(
 
         covariates |= {*KNOWN, "discount_depth"}
         static |= set(STATIC)
-    panel = panel_from_weekly(
-        frame, weeks=(first, last), covariates=sorted(covariates), static=sorted(static)
-    )
-    train_panel = panel  # the LSTM's: more series than scored when lstm.train_series says so
-    if cfg.lstm.train_series > cfg.n_series:
-        step(f"reading the top {cfg.lstm.train_series} series the LSTM trains on")
-        wide = forecast_frame(
-            tenant=tenant,
-            first_week=first,
-            last_week=last,
-            n_series=cfg.lstm.train_series,
-            rank_until_week=origins["test"],
+
+    def to_panel(frame: Any) -> Any:
+        return panel_from_weekly(
+            frame.drop(columns="series_rank").reset_index(drop=True),
+            weeks=(first, last),
+            covariates=sorted(covariates),
+            static=sorted(static),
         )
-        train_panel = panel_from_weekly(
-            wide, weeks=(first, last), covariates=sorted(covariates), static=sorted(static)
-        )
+
+    panel = to_panel(read[read["series_rank"] <= cfg.n_series])
+    # the LSTM's panel: more series than scored when lstm.train_series says so
+    train_panel = to_panel(read) if cfg.lstm.train_series > cfg.n_series else panel
     window = {
         "tenant": tenant,
         "first_week": first,

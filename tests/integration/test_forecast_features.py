@@ -327,3 +327,24 @@ def test_calendar_refuses_sales_outside_their_week():
     spans = [(2, at(2), at(8)), (3, at(9), at(15)), (4, at(3), at(22))]
     with pytest.raises(ValueError, match="week 4"):
         build_calendar(spans)
+
+
+def test_a_wider_read_holds_the_narrower_one_as_its_top_ranks(counts, tenant):
+    """The forecaster reads the LSTM's wider set once and keeps the rows ranked ≤ n_series for
+    the scored panel: that must be exactly what reading the top n_series gives, ties at the
+    boundary included (the sample's small unit counts tie often)."""
+    from features.offline import forecast_frame
+
+    with connect() as conn:
+        first, last = conn.execute(
+            "SELECT min(week), max(week) FROM calendar_weeks WHERE tenant_id = %s", (tenant,)
+        ).fetchone()
+    args = {"tenant": tenant, "first_week": first, "last_week": last, "rank_until_week": last - 8}
+    narrow = forecast_frame(n_series=25, **args)
+    wide = forecast_frame(n_series=80, with_rank=True, **args)
+    assert "series_rank" not in narrow.columns
+    ranks = wide.groupby(["store_id", "product_id"])["series_rank"].agg(["min", "max"])
+    assert (ranks["min"] == ranks["max"]).all()  # one rank per pair
+    assert sorted(ranks["min"]) == list(range(1, 81))
+    top = wide[wide["series_rank"] <= 25].drop(columns="series_rank").reset_index(drop=True)
+    pd.testing.assert_frame_equal(top, narrow)

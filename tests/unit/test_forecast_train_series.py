@@ -102,9 +102,11 @@ def test_platform_run_trains_the_lstm_on_train_series(monkeypatch):
     frame = toy_frame(n_series=24)
     reads: list[int] = []
 
-    def forecast_frame(*, tenant, first_week, last_week, n_series, rank_until_week):
+    def forecast_frame(*, tenant, first_week, last_week, n_series, rank_until_week, with_rank):
         reads.append(n_series)
-        return _subset_frame(frame, n_series).assign(brand="B")
+        keep = top_series(frame, n_series, (2, TRAIN_END))
+        keep = keep.assign(series_rank=np.arange(1, len(keep) + 1))
+        return frame.merge(keep, on=["store_id", "product_id"]).assign(brand="B")
 
     seen: list[int] = []
     # a stand-in module: the real one imports Feast (tens of seconds) for a SQL read
@@ -118,7 +120,7 @@ def test_platform_run_trains_the_lstm_on_train_series(monkeypatch):
     monkeypatch.setitem(evaluate.FORECASTERS, "lightgbm", evaluate.FORECASTERS["mean4"])
     cfg = ForecasterConfig(n_series=6, lstm=small_cfg(train_series=12))
     run = run_mod.run_forecaster(tenant="t1", cfg=cfg, challenger=False, tune=False)
-    assert reads == [6, 12]
+    assert reads == [12]  # one read: the scored 6 are its rows ranked <= 6
     assert seen == [12, 12, 12]  # inner validation, test, refit of the selected LSTM
     assert run.selected == "lstm" and run.window["n_series"] == 6
     assert run.window["train_series"] == 12
