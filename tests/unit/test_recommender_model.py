@@ -19,7 +19,13 @@ from training.models.recommender import (
     sample_negatives,
     train_pairs,
 )
-from training.recommending.blend import INCREASING, LightGBMBlend
+from training.recommending.blend import (
+    INCREASING,
+    Blend,
+    LightGBMBlend,
+    blend_sample,
+    sample_features,
+)
 from training.recommending.candidates import candidates, reasons
 from training.recommending.config import load_recommender_config
 from training.recommending.data import RecData
@@ -289,6 +295,7 @@ def test_extra_features_follow_the_train_matrix() -> None:
     days = np.full(counts.shape, 9.0)
     days[0, 1] = 4.0  # user 0's latest basket: 4 days before the split
     data = _recdata(counts, days, [np.array([4])], n_neg=1)
+    data.recent_buyers = np.array([3, 0, 0, 0, 0, 7], np.float32)
     scorer = HybridScorer(None, data, n_neighbours=2)
     f = scorer.features(np.array([0]), np.array([[0, 5]]))[0]
     col = {n: f[:, FEATURES.index(n)] for n in FEATURES}
@@ -296,6 +303,9 @@ def test_extra_features_follow_the_train_matrix() -> None:
     assert col["b_dept_share"][0] == pytest.approx(3 / 4) and col["b_dept_share"][1] == 0
     # item 0: bought by users 0 (3 baskets) and 1 (1 basket) -> half of its buyers repeat
     assert col["item_repeat_rate"][0] == pytest.approx(0.5)
+    # recent buyers: item 0 is bought (3 recent buyers), item 5 new (7)
+    assert col["b_log_recent"].tolist() == pytest.approx([np.log1p(3.0), 0.0])
+    assert col["n_log_recent"].tolist() == pytest.approx([0.0, np.log1p(7.0)])
 
 
 def test_a_linear_blend_saved_before_features_were_added_still_loads_and_scores(tmp_path) -> None:
@@ -321,5 +331,40 @@ def test_a_linear_blend_saved_before_features_were_added_still_loads_and_scores(
     users = np.arange(6)
     np.testing.assert_allclose(loaded.score_all(users), scorer.score_all(users), rtol=1e-6)
     meta_path.write_text(json.dumps({**meta, "features": [*old, "no_such_feature"]}))
+    with pytest.raises(ValueError, match="saved with features"):
+        HybridScorer.load(tmp_path / "hybrid")
+
+
+def test_a_booster_saved_before_features_were_appended_scores_on_its_own_columns(tmp_path):
+    """A boosted champion saved with fewer (leading) features loads and scores on those
+    columns only; a saved feature list that is not a prefix of FEATURES is refused."""
+    import json
+
+    import lightgbm as lgb
+
+    data = _staples()
+    data.recent_buyers = np.arange(data.n_items, dtype=np.float32)
+    scorer = HybridScorer(None, data, n_neighbours=5)
+    old = list(FEATURES[: FEATURES.index("b_log_recent")])
+    users, items, labels = blend_sample(data, HybridConfig(neg_bought=5, neg_random=5))
+    x = sample_features(scorer, users, items)[:, : len(old)]
+    params = {"objective": "binary", "verbosity": -1, "min_data_in_leaf": 5, "seed": 1}
+    booster = lgb.train(params, lgb.Dataset(x, labels), num_boost_round=10)
+    scorer.blend = Blend(np.zeros(len(FEATURES), np.float32), 0.0, booster=booster)
+    scorer.save(tmp_path / "hybrid")
+    meta_path = tmp_path / "hybrid" / "hybrid.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "features": old}))
+    with np.load(tmp_path / "hybrid" / "hybrid.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["coef"] = arrays["coef"][: len(old)]  # as the older version wrote it
+    np.savez(tmp_path / "hybrid" / "hybrid.npz", **arrays)
+    loaded = HybridScorer.load(tmp_path / "hybrid")
+    f = scorer.features(np.arange(4), np.tile(np.arange(data.n_items), (4, 1)))
+    expected = booster.predict(f.reshape(-1, len(FEATURES))[:, : len(old)], raw_score=True)
+    np.testing.assert_allclose(
+        loaded.score_all(np.arange(4)).ravel(), expected.astype(np.float32), rtol=1e-5
+    )
+    meta_path.write_text(json.dumps({**meta, "features": old[1:]}))
     with pytest.raises(ValueError, match="saved with features"):
         HybridScorer.load(tmp_path / "hybrid")

@@ -289,3 +289,17 @@ def test_protocol_runs_end_to_end_on_a_complete_journey_slice():
         assert table["repeat"]["HR@10"] > table["popularity"]["HR@10"]
         assert all(0 <= m["Recall@20"] <= 1 for m in table.values())
     assert q["baseline"] in q["test"] and q["ratio"] == pytest.approx(1.0)
+
+
+def test_recent_buyers_count_distinct_households_in_the_last_28_days_of_train():
+    day = 24.0
+    rows = [(1, 10, 100, 0), (1, 11, 101, 40 * day), (1, 12, 100, 60 * day)]  # 12 held out
+    rows += [(2, 20, 101, 10 * day), (2, 21, 101, 45 * day), (2, 22, 101, 50 * day)]
+    rows += [(2, 23, 102, 61 * day)]
+    rows += [(3, 30, 102, 59 * day), (3, 31, 100, 62 * day)]  # split time: day 59
+    rows += [(4, 40, 100, 31 * day), (4, 41, 102, 63 * day)]  # exactly 28 days before: out
+    items, products = _items(rows), _products([100, 101, 102])
+    data = protocol_split(items, products, n_negatives=0, min_buyers=1)
+    recent = dict(zip(data.product_ids.tolist(), data.recent_buyers.tolist(), strict=True))
+    # 101: households 1 and 2 (2's two baskets count once); 102: household 3; 100: none
+    assert recent == {100: 0, 101: 2, 102: 1}

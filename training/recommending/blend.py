@@ -44,11 +44,15 @@ FEATURES = (
     "log_n_baskets",  # log1p(train baskets of the household)
     "b_dept_share",  # bought: the item's share of the household's purchases in its department
     "item_repeat_rate",  # share of the item's buyers who bought it in >= 2 baskets
+    # recent popularity: log1p(distinct buyers in the last RECENT_DAYS of train), bought / new
+    "b_log_recent",
+    "n_log_recent",
 )
 # Features the boosted blend may only reward (+1); the others are unconstrained.
 INCREASING = frozenset(
     {"b_log_count", "b_share", "b_ncf", "b_log_knn", "b_log_uknn", "b_dept_share"}
     | {"n_ncf", "n_log_knn", "n_log_cat", "n_log_dept", "n_log_brand", "n_log_pop", "n_log_uknn"}
+    | {"n_log_recent"}
 )
 
 
@@ -115,9 +119,9 @@ class Blend:
         """Scores of feature rows f [..., F] -> [...]."""
         out = f @ self.coef + np.float32(self.intercept)
         if self.booster is not None:
-            raw = self.booster.predict(
-                f.reshape(-1, f.shape[-1]), raw_score=True, num_threads=self.num_threads
-            )
+            # a booster saved before features were appended reads its own leading columns
+            x = f.reshape(-1, f.shape[-1])[:, : self.booster.num_feature()]
+            raw = self.booster.predict(x, raw_score=True, num_threads=self.num_threads)
             out = out + raw.reshape(f.shape[:-1]).astype(np.float32)
         return out
 

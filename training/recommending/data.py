@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from training.datasets import merchandise
 
 MIN_BUYERS = 5
+RECENT_DAYS = 28  # "recent" popularity: distinct buyers in the last 28 days of train
 CONTENT_COLUMNS = ("department", "product_category", "brand")
 _KEYS = ("customer_id", "transaction_id", "product_id", "transaction_timestamp")
 _DAY = np.timedelta64(1, "D")
@@ -55,6 +56,9 @@ class RecData:
     is_new: np.ndarray  # [E] bool: positive not among the user's train items
     split_time: np.datetime64  # latest train basket time (reference for recency)
     skipped: dict[str, int]
+    # [I] distinct buyers in the RECENT_DAYS before split_time (None: not known, e.g. a bundle
+    # saved before it was kept; scored as 0)
+    recent_buyers: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -186,6 +190,10 @@ def protocol_split(
     shape = (n_users, n_items)
     train = sp.csr_matrix((pairs["count"].to_numpy(np.float32), (rows, cols)), shape=shape)
     split_time = np.datetime64(train_lines["basket_ts"].max(), "ns")
+    recent = tb[tb["basket_ts"].to_numpy("datetime64[ns]") > split_time - RECENT_DAYS * _DAY]
+    recent = recent.groupby("product_id")["customer_id"].nunique()
+    recent_buyers = np.zeros(n_items, np.float32)
+    recent_buyers[np.searchsorted(product_ids, recent.index.to_numpy(np.int64))] = recent.to_numpy()
     days = (split_time - pairs["last"].to_numpy("datetime64[ns]")) // _DAY + 1
     last_bought = sp.csr_matrix((days.astype(np.float32), (rows, cols)), shape=shape)
 
@@ -206,6 +214,7 @@ def protocol_split(
         brand=codes["brand"],
         split_time=split_time,
         skipped=skipped,
+        recent_buyers=recent_buyers,
         **sample,
     )
 

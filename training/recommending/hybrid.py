@@ -128,6 +128,8 @@ class HybridScorer:
         self.n_baskets = np.maximum(np.asarray(data.n_baskets, np.float32), 1.0)
         self.span = np.asarray(self.last.max(axis=1).todense()).ravel().clip(min=1.0)
         self.pop = np.log1p(np.asarray((self.train > 0).sum(axis=0)).ravel()).astype(np.float32)
+        recent = data.recent_buyers if data.recent_buyers is not None else np.zeros(len(self.pop))
+        self.recent = np.log1p(np.asarray(recent, np.float32))
         self.aff = [
             _affinity(self.train, np.asarray(c, np.int64))
             for c in (data.product_category, data.department, data.brand)
@@ -142,6 +144,11 @@ class HybridScorer:
         buyers = np.asarray((self.train > 0).sum(axis=0)).ravel()
         repeaters = np.asarray((self.train >= 2).sum(axis=0)).ravel()
         self.repeat_rate = (repeaters / np.maximum(buyers, 1)).astype(np.float32)
+
+    @property
+    def recent_buyers(self) -> np.ndarray:
+        """[I] distinct buyers per item in the last RECENT_DAYS of train."""
+        return np.expm1(self.recent)
 
     def save(self, path: str | Path) -> None:
         """Write NCF weights, blend and the household x item matrices to directory `path`."""
@@ -164,6 +171,7 @@ class HybridScorer:
             department=d.department,
             product_category=d.product_category,
             brand=d.brand,
+            recent_buyers=self.recent_buyers,
         )
         meta = {
             "intercept": self.blend.intercept,
@@ -186,9 +194,11 @@ class HybridScorer:
         meta = json.loads((path / "hybrid.json").read_text())
         saved = list(meta["features"])
         kind = meta.get("blend", "linear")
-        # A linear blend saved with fewer features (an older version) scores the same with
-        # zero weight on the features added since; a booster needs exactly its own features.
-        if any(f not in FEATURES for f in saved) or (kind != "linear" and saved != list(FEATURES)):
+        # A blend saved with fewer features (an older version) scores the same: a linear one
+        # with zero weight on the features added since, a booster on its leading columns
+        # (features are only ever appended).
+        prefix = saved == list(FEATURES[: len(saved)])
+        if any(f not in FEATURES for f in saved) or (kind != "linear" and not prefix):
             raise ValueError(f"{path}: saved with features {saved}, have {FEATURES}")
         with np.load(path / "hybrid.npz") as z:
             a = {k: z[k] for k in z.files}
@@ -212,6 +222,7 @@ class HybridScorer:
             is_new=np.empty(0, bool),
             split_time=np.datetime64(meta["split_time"]),
             skipped={},
+            recent_buyers=a.get("recent_buyers"),
         )
         ncf = NCFWeights.load(path / "ncf") if (path / "ncf").is_dir() else None
         booster = None
@@ -246,6 +257,7 @@ class HybridScorer:
         uknn = np.log(uknn + 1e-3)
         ncf = ncf_scores(self.ncf, users, items) if self.ncf is not None else np.zeros_like(b)
         pop = self.pop[items]
+        recent = self.recent[items]
         dept = self.dept_counts[uniq].toarray()[r, self.codes[1][items]]
         aff = [
             np.log(a[uniq].toarray()[r, c[items]] + 1e-3)
@@ -273,6 +285,8 @@ class HybridScorer:
             np.broadcast_to(self.log_baskets[users][:, None], b.shape),
             b * count / np.maximum(dept, count.clip(min=1.0)),
             self.repeat_rate[items],
+            b * recent,
+            n * recent,
         ]
         return np.stack(cols, axis=-1).astype(np.float32)
 
