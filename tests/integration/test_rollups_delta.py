@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from analytics import rollups
 from analytics.baskets import unpack
 from core import events
 from core.db import connect
+from integrations import warehouse
 from integrations.landing import land_baskets
 from integrations.messages import BasketLine, BasketMessage
 from integrations.sync import sync_pos
@@ -103,6 +105,11 @@ def stream_batch(tenant: str, baskets: list[dict]) -> int:
 
 @pytest.fixture
 def tenant(service_env) -> str:
+    return new_tenant()
+
+
+def new_tenant() -> str:
+    """A tenant with its own partitions and `PRODUCTS` in its catalogue."""
     name = f"dl_{uuid.uuid4().hex[:8]}"
     with connect() as conn:
         ensure_tenant_partitions(conn, name)
@@ -321,3 +328,66 @@ def _mapping(tmp_path: Path):
         "missing_customer: reject\nmissing_store: reject\nunknown_product: create\n"
     )
     return load_mapping(path)
+
+
+# Amounts whose numeric(12,2) / (12,4) value depends on how a float becomes numeric: the float8
+# cast's 15 significant digits (1.0049999999999999 is 1.01 there, 1.00 from its repr), ties at
+# the 16th digit (123456789.0078125), float noise (0.1 + 0.2), exponents, thirds.
+AMOUNTS = [1.0049999999999999, 2.675, 0.125, 1e-05, 123456789.0078125, 0.1 + 0.2, 9.995, 1 / 3,
+           12345678.00390625, 0.0, 2.5, 0.3049999999999999, 7.0]  # fmt: skip
+
+
+def amounts_basket(tid: int, shift: int) -> dict:
+    n = len(AMOUNTS)
+    lines = []
+    for k in range(n):
+        quantity = [2, 3, 0, 7, -2][(k + shift) % 5]
+        sales = AMOUNTS[(k + shift) % n] * (1 if quantity >= 0 else -1)
+        lines.append(BasketLine(product_id=k % 4 + 1, quantity=quantity, sales_value=sales,
+                                retail_disc=AMOUNTS[(k + shift + 1) % n] % 1000,
+                                coupon_disc=AMOUNTS[(k + shift + 2) % n] % 1000,
+                                coupon_match_disc=AMOUNTS[(k + shift + 3) % n] % 1000))  # fmt: skip
+    return BasketMessage(transaction_id=tid, store_id="S1", customer_id=tid % 3,
+                         timestamp=at(MONDAY, 10 + shift), lines=lines).model_dump()  # fmt: skip
+
+
+def test_lines_copied_in_equal_the_staged_merge(service_env, monkeypatch):
+    """A batch of new baskets has its lines COPYed straight in; one with a re-delivered basket
+    merges them from float8 staging: both write the same line items and rollups."""
+    copied = Counter()
+    lines_text = warehouse._lines_text
+
+    def spy(tenant, baskets, products):
+        copied[tenant] += 1
+        return lines_text(tenant, baskets, products)
+
+    monkeypatch.setattr(warehouse, "_lines_text", spy)
+    first = amounts_basket(9000, 0)
+    batch = [amounts_basket(9000 + k, k) for k in range(1, 6)]
+    direct, staged = new_tenant(), new_tenant()
+    assert stream_batch(direct, [first]) == stream_batch(staged, [first]) == 1
+    assert stream_batch(direct, batch) == 5  # all new: copied
+    assert stream_batch(staged, [first, *batch]) == 5  # one re-delivered: staged
+    assert copied == {direct: 2, staged: 1}
+    assert_equals_a_rebuild(direct)
+    assert_equals_a_rebuild(staged)
+    with connect() as conn:
+
+        def rows(tenant: str) -> dict[str, object]:
+            found = {
+                table: conn.execute(
+                    f"SELECT * FROM {table} WHERE tenant_id = %s ORDER BY {order}", (tenant,)
+                ).fetchall()
+                for table, order in [("transaction_items", "transaction_id, line_no"),
+                                     ("transactions", "transaction_id"), *ROLLUPS.items()]
+            }  # fmt: skip
+            found = {t: [r[1:] for r in found[t]] for t in found}  # without the tenant
+            found["basket_sets"] = snapshot(conn, tenant)["basket_sets"]
+            return found
+
+        written, merged = rows(direct), rows(staged)
+    assert len(written["transaction_items"]) == 6 * len(AMOUNTS)
+    for table in written:
+        assert written[table] == merged[table], table
+    # and the values are the float8 cast's (15 digits), not the repr's
+    assert (9000, 1, 1, 2, Decimal("1.01")) == written["transaction_items"][0][:5]
