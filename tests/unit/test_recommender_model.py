@@ -259,6 +259,7 @@ def test_lightgbm_blend_ranks_the_due_repeat_item_first_and_survives_save_load(
     tmp_path, objective
 ) -> None:
     data = _staples()
+    data.recent_buyers = np.arange(data.n_items, dtype=np.float32) % 7  # saved with the model
     scorer = HybridScorer(None, data, n_neighbours=5)
     scorer.blend = fit_blend(scorer, _lightgbm_cfg(objective=objective))
     assert scorer.blend.kind == "lightgbm"

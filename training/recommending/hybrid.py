@@ -129,7 +129,8 @@ class HybridScorer:
         self.span = np.asarray(self.last.max(axis=1).todense()).ravel().clip(min=1.0)
         self.pop = np.log1p(np.asarray((self.train > 0).sum(axis=0)).ravel()).astype(np.float32)
         recent = data.recent_buyers if data.recent_buyers is not None else np.zeros(len(self.pop))
-        self.recent = np.log1p(np.asarray(recent, np.float32))
+        self.recent_buyers = np.asarray(recent, np.float32)  # saved as counts: exact on reload
+        self.recent = np.log1p(self.recent_buyers)
         self.aff = [
             _affinity(self.train, np.asarray(c, np.int64))
             for c in (data.product_category, data.department, data.brand)
@@ -144,11 +145,6 @@ class HybridScorer:
         buyers = np.asarray((self.train > 0).sum(axis=0)).ravel()
         repeaters = np.asarray((self.train >= 2).sum(axis=0)).ravel()
         self.repeat_rate = (repeaters / np.maximum(buyers, 1)).astype(np.float32)
-
-    @property
-    def recent_buyers(self) -> np.ndarray:
-        """[I] distinct buyers per item in the last RECENT_DAYS of train."""
-        return np.expm1(self.recent)
 
     def save(self, path: str | Path) -> None:
         """Write NCF weights, blend and the household x item matrices to directory `path`."""
