@@ -271,7 +271,7 @@ def run_recommender(
     step("precomputing candidate sets for every household")
     h = cfg.hybrid
     served = HybridScorer(weights, full, fit.scorer.blend, n_neighbours=h.n_neighbours,
-                          n_user_neighbours=h.n_user_neighbours)  # fmt: skip
+                          n_user_neighbours=h.n_user_neighbours, pool=h.pool)  # fmt: skip
     cands = candidates(served, full.customer_ids, n=h.n_candidates)
     window = {
         "test_households": int(len(splits["test"].eval_users)),

@@ -163,6 +163,30 @@ def test_hybrid_ranks_a_heavy_repeat_item_first(tmp_path) -> None:
     assert cs.items.shape == (2, 5)
 
 
+def test_pooled_full_catalog_scores_equal_exact_ones_on_the_pool(tmp_path) -> None:
+    data = _staples(n_users=30, n_items=60)
+    exact = HybridScorer(None, data, n_neighbours=5)
+    exact.blend = fit_blend(exact, HybridConfig(neg_bought=5, neg_random=5))
+    pooled = HybridScorer(None, data, exact.blend, n_neighbours=5, pool=3)
+    users = np.arange(data.n_users)
+    full, part = exact.score_all(users), pooled.score_all(users)
+    mask = pooled.pool_mask(users)
+    # each household's pool: every item it bought, plus the 3 most popular items at least
+    assert mask[data.train.toarray() > 0].all()
+    assert mask[:, np.argsort(-exact.pop, kind="stable")[:3]].all()
+    assert 0 < mask.sum(axis=1).min() and mask.sum(axis=1).max() < data.n_items
+    # pooled items score exactly as unpooled; the rest rank last
+    np.testing.assert_allclose(part[mask], full[mask], rtol=1e-6)
+    assert np.isneginf(part[~mask]).all()
+    # a candidate set larger than the pool's popular part widens it: no unscored candidate
+    assert pooled.pool_mask(users, min_pool=12)[:, np.argsort(-exact.pop, kind="stable")[:12]].all()
+    cs = candidates(pooled, data.customer_ids, n=12)
+    assert np.isfinite(cs.scores).all()
+    # the pool size is saved with the scorer
+    pooled.save(tmp_path / "pooled")
+    assert HybridScorer.load(tmp_path / "pooled").pool == 3
+
+
 def test_reasons_name_the_repeat_interval_and_co_purchase() -> None:
     counts = np.zeros((6, 8))
     counts[:, 1] = counts[:, 2] = 1  # items 1 and 2 always bought together

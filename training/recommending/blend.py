@@ -83,6 +83,13 @@ class HybridConfig(BaseModel):
     n_neighbours: int = Field(20, ge=1, description="co-purchase neighbours kept per item")
     n_user_neighbours: int = Field(50, ge=1, description="similar households per household")
     n_candidates: int = Field(200, ge=1, description="candidate set size per household")
+    pool: int = Field(
+        400,
+        ge=0,
+        description="full-catalog ranking scores a pool per household: its bought items and the"
+        " top `pool` by co-purchase, by similar households, by popularity and by recent"
+        " popularity; the rest rank last (0 = score the whole catalog)",
+    )
     neg_bought: int = Field(60, ge=0, description="blend negatives per user among bought items")
     neg_random: int = Field(99, ge=1, description="blend negatives per user over the catalog")
     blend: Literal["logistic", "lightgbm"] = Field("logistic", description="the blend's learner")

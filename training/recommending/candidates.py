@@ -56,7 +56,7 @@ def candidates(scorer: HybridScorer, customer_ids: np.ndarray, n: int = 200) -> 
     items = np.empty((len(users), n), np.int64)
     scores = np.empty((len(users), n), np.float32)
     if known.any():
-        s = scorer.score_all(users[known])
+        s = scorer.score_all(users[known], min_pool=n)
         top = np.argpartition(-s, n - 1, axis=1)[:, :n]
         val = np.take_along_axis(s, top, axis=1)
         order = np.argsort(-val, axis=1, kind="stable")

@@ -313,7 +313,8 @@ def fit_hybrid(
     t0 = time.perf_counter()
     inner_w = fit_ncf(inner, ncf, validate=True, on_epoch=on_epoch)
     t1 = time.perf_counter()
-    sizes = {"n_neighbours": h.n_neighbours, "n_user_neighbours": h.n_user_neighbours}
+    sizes = {"n_neighbours": h.n_neighbours, "n_user_neighbours": h.n_user_neighbours,
+             "pool": h.pool}  # fmt: skip
     inner_scorer = HybridScorer(inner_w, inner, **sizes)
     inner_scorer.blend = fit_blend(inner_scorer, h)
     t2 = time.perf_counter()
