@@ -252,7 +252,7 @@ def run_recommender(
     from training.datasets import warehouse_line_items
     from training.recommending.candidates import candidates
     from training.recommending.data import protocol_split
-    from training.recommending.hybrid import HybridScorer
+    from training.recommending.hybrid import HybridScorer, fit_als
     from training.trainers.recommender import build_trainer, load_checkpoint
 
     step = on_step or (lambda text: None)
@@ -271,7 +271,8 @@ def run_recommender(
     step("precomputing candidate sets for every household")
     h = cfg.hybrid
     served = HybridScorer(weights, full, fit.scorer.blend, n_neighbours=h.n_neighbours,
-                          n_user_neighbours=h.n_user_neighbours, pool=h.pool)  # fmt: skip
+                          n_user_neighbours=h.n_user_neighbours, pool=h.pool,
+                          als=fit_als(full.train, h.als))  # fmt: skip
     cands = candidates(served, full.customer_ids, n=h.n_candidates)
     window = {
         "test_households": int(len(splits["test"].eval_users)),

@@ -21,6 +21,7 @@ from training.models.recommender import (
 )
 from training.recommending.blend import (
     INCREASING,
+    ALSFeature,
     Blend,
     LightGBMBlend,
     blend_sample,
@@ -29,7 +30,13 @@ from training.recommending.blend import (
 from training.recommending.candidates import candidates, reasons
 from training.recommending.config import load_recommender_config
 from training.recommending.data import RecData
-from training.recommending.hybrid import FEATURES, HybridConfig, HybridScorer, fit_blend
+from training.recommending.hybrid import (
+    FEATURES,
+    HybridConfig,
+    HybridScorer,
+    fit_als,
+    fit_blend,
+)
 from training.trainers.recommender import fit_ncf
 
 SMALL = NCFConfig(gmf_dim=8, mlp_dim=8, mlp_layers=[16, 8], batch_size=64, epochs=1)
@@ -284,7 +291,8 @@ def test_lightgbm_blend_ranks_the_due_repeat_item_first_and_survives_save_load(
 ) -> None:
     data = _staples()
     data.recent_buyers = np.arange(data.n_items, dtype=np.float32) % 7  # saved with the model
-    scorer = HybridScorer(None, data, n_neighbours=5)
+    als = fit_als(data.train, ALSFeature(factors=4, iterations=3, num_threads=1))
+    scorer = HybridScorer(None, data, n_neighbours=5, als=als)  # factors saved with the model
     scorer.blend = fit_blend(scorer, _lightgbm_cfg(objective=objective))
     assert scorer.blend.kind == "lightgbm"
     # the staple (8 baskets, 7 days ago) beats the 12 one-off items and every new item; the
@@ -295,6 +303,7 @@ def test_lightgbm_blend_ranks_the_due_repeat_item_first_and_survives_save_load(
     loaded = HybridScorer.load(tmp_path / "hybrid")
     assert loaded.blend.kind == "lightgbm"
     assert loaded.blend.bought_offset == scorer.blend.bought_offset
+    np.testing.assert_array_equal(loaded.als[1], scorer.als[1])
     users = np.arange(6)
     np.testing.assert_array_equal(loaded.score_all(users), scorer.score_all(users))
 
@@ -321,7 +330,9 @@ def test_extra_features_follow_the_train_matrix() -> None:
     days[0, 1] = 4.0  # user 0's latest basket: 4 days before the split
     data = _recdata(counts, days, [np.array([4])], n_neg=1)
     data.recent_buyers = np.array([3, 0, 0, 0, 0, 7], np.float32)
-    scorer = HybridScorer(None, data, n_neighbours=2)
+    rng = np.random.default_rng(0)
+    als = (rng.normal(size=(3, 4)), rng.normal(size=(6, 4)))
+    scorer = HybridScorer(None, data, n_neighbours=2, als=als)
     f = scorer.features(np.array([0]), np.array([[0, 5]]))[0]
     col = {n: f[:, FEATURES.index(n)] for n in FEATURES}
     assert col["log_user_gap"][0] == pytest.approx(np.log1p(4.0))
@@ -331,6 +342,11 @@ def test_extra_features_follow_the_train_matrix() -> None:
     # recent buyers: item 0 is bought (3 recent buyers), item 5 new (7)
     assert col["b_log_recent"].tolist() == pytest.approx([np.log1p(3.0), 0.0])
     assert col["n_log_recent"].tolist() == pytest.approx([0.0, np.log1p(7.0)])
+    # ALS: user 0's factor . item 5's factor for the new item; nothing for the bought one
+    assert col["n_als"].tolist() == pytest.approx([0.0, float(als[0][0] @ als[1][5])], rel=1e-5)
+    # without factors the feature is 0 (a scorer saved before ALS)
+    plain = HybridScorer(None, data, n_neighbours=2).features(np.array([0]), np.array([[0, 5]]))
+    assert (plain[0, :, FEATURES.index("n_als")] == 0).all()
 
 
 def test_a_linear_blend_saved_before_features_were_added_still_loads_and_scores(tmp_path) -> None:

@@ -47,12 +47,14 @@ FEATURES = (
     # recent popularity: log1p(distinct buyers in the last RECENT_DAYS of train), bought / new
     "b_log_recent",
     "n_log_recent",
+    # implicit ALS (household x item factors fitted on the same train matrix): new items
+    "n_als",
 )
 # Features the boosted blend may only reward (+1); the others are unconstrained.
 INCREASING = frozenset(
     {"b_log_count", "b_share", "b_ncf", "b_log_knn", "b_log_uknn", "b_dept_share"}
     | {"n_ncf", "n_log_knn", "n_log_cat", "n_log_dept", "n_log_brand", "n_log_pop", "n_log_uknn"}
-    | {"n_log_recent"}
+    | {"n_log_recent", "n_als"}
 )
 
 
@@ -75,6 +77,20 @@ class LightGBMBlend(BaseModel):
     num_threads: int = Field(1, ge=1, description="threads when fitting and scoring")
 
 
+class ALSFeature(BaseModel):
+    """Implicit ALS factors behind the `n_als` feature (configs/recommender.yaml `hybrid.als`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="fit ALS factors for the n_als feature")
+    factors: int = Field(64, ge=1)
+    regularization: float = Field(1.0, ge=0)
+    alpha: float = Field(10.0, gt=0, description="confidence = 1 + alpha x baskets with the item")
+    iterations: int = Field(15, ge=1)
+    num_threads: int = Field(2, ge=1)
+    seed: int = 42
+
+
 class HybridConfig(BaseModel):
     """Hybrid scorer settings (configs/recommender.yaml `hybrid`)."""
 
@@ -95,6 +111,7 @@ class HybridConfig(BaseModel):
     blend: Literal["logistic", "lightgbm"] = Field("logistic", description="the blend's learner")
     C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic blend")
     lightgbm: LightGBMBlend = LightGBMBlend()
+    als: ALSFeature = ALSFeature()
     bought_offsets: list[float] = Field(
         [0.0, 1.0, 2.0, 4.0, 8.0, 1000.0], min_length=1, description="grid for select_offset"
     )

@@ -28,9 +28,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.models.recommender import NCFWeights, ncf_scores
-from training.recommending.blend import FEATURES, Blend, HybridConfig, fit_blend
+from training.recommending.blend import FEATURES, ALSFeature, Blend, HybridConfig, fit_blend
 
-__all__ = ["FEATURES", "Blend", "CoPurchase", "HybridConfig", "HybridScorer", "fit_blend"]
+__all__ = [
+    "FEATURES",
+    "Blend",
+    "CoPurchase",
+    "HybridConfig",
+    "HybridScorer",
+    "fit_als",
+    "fit_blend",
+]
 
 
 @dataclass
@@ -68,6 +76,17 @@ def co_purchase(train: sp.csr_matrix, k: int = 20, chunk: int = 1024) -> CoPurch
         (sims.ravel()[keep], (rows[keep], nbr.ravel()[keep])), shape=(n_items, n_items)
     )
     return CoPurchase(nbr, sims, mat)
+
+
+def fit_als(train: sp.csr_matrix, cfg: ALSFeature) -> tuple[np.ndarray, np.ndarray] | None:
+    """(user [U, f], item [I, f]) implicit-ALS factors of `train` (None when disabled)."""
+    if not cfg.enabled or train.nnz == 0:
+        return None
+    from training.recommending.baselines import ALS
+
+    model = ALS(train, factors=cfg.factors, regularization=cfg.regularization, alpha=cfg.alpha,
+                iterations=cfg.iterations, num_threads=cfg.num_threads, seed=cfg.seed)  # fmt: skip
+    return model.user_factors, model.item_factors
 
 
 def _code_counts(train: sp.csr_matrix, codes: np.ndarray) -> sp.csr_matrix:
@@ -109,10 +128,13 @@ class HybridScorer:
         n_neighbours: int = 20,
         n_user_neighbours: int = 50,
         pool: int = 0,
+        als: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.ncf, self.data = ncf_weights, data
         self.n_user_neighbours = n_user_neighbours
         self.pool = pool  # score_all ranks a pool per household (0: the whole catalog)
+        # ALS (user [U, f], item [I, f]) factors of the same train matrix; None: n_als is 0
+        self.als = None if als is None else tuple(np.asarray(a, np.float32) for a in als)
         self.blend = blend or Blend.ncf_only()
         self.train = data.train.tocsr().astype(np.float32)
         self.binary = (self.train > 0).astype(np.float32)
@@ -171,6 +193,7 @@ class HybridScorer:
             product_category=d.product_category,
             brand=d.brand,
             recent_buyers=self.recent_buyers,
+            **({} if self.als is None else {"als_user": self.als[0], "als_item": self.als[1]}),
         )
         meta = {
             "intercept": self.blend.intercept,
@@ -237,6 +260,7 @@ class HybridScorer:
             n_neighbours=meta["n_neighbours"],
             n_user_neighbours=meta["n_user_neighbours"],
             pool=meta.get("pool", 0),  # saved before pooling: the whole catalog, as it was
+            als=(a["als_user"], a["als_item"]) if "als_user" in a else None,
         )
 
     def features(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -259,6 +283,11 @@ class HybridScorer:
         ncf = ncf_scores(self.ncf, users, items) if self.ncf is not None else np.zeros_like(b)
         pop = self.pop[items]
         recent = self.recent[items]
+        als = (
+            np.einsum("ekf,ef->ek", self.als[1][items], self.als[0][users])
+            if self.als is not None
+            else np.zeros_like(b)
+        )
         dept = self.dept_counts[uniq].toarray()[r, self.codes[1][items]]
         aff = [
             np.log(a[uniq].toarray()[r, c[items]] + 1e-3)
@@ -288,6 +317,7 @@ class HybridScorer:
             self.repeat_rate[items],
             b * recent,
             n * recent,
+            n * als,
         ]
         return np.stack(cols, axis=-1).astype(np.float32)
 

@@ -305,7 +305,7 @@ def fit_hybrid(
     `inner` is the inner-validation RecData (penultimate basket held out) of the same line
     items as `data`; nothing here looks at `data`'s held-out basket.
     """
-    from training.recommending.hybrid import HybridScorer, fit_blend
+    from training.recommending.hybrid import HybridScorer, fit_als, fit_blend
 
     ncf = ncf or cfg.ncf
     h = cfg.hybrid
@@ -315,12 +315,14 @@ def fit_hybrid(
     t1 = time.perf_counter()
     sizes = {"n_neighbours": h.n_neighbours, "n_user_neighbours": h.n_user_neighbours,
              "pool": h.pool}  # fmt: skip
-    inner_scorer = HybridScorer(inner_w, inner, **sizes)
+    inner_scorer = HybridScorer(inner_w, inner, **sizes, als=fit_als(inner.train, h.als))
     inner_scorer.blend = fit_blend(inner_scorer, h)
     t2 = time.perf_counter()
     weights = fit_ncf(data, ncf, on_epoch=on_epoch)
     t3 = time.perf_counter()
-    scorer = HybridScorer(weights, data, inner_scorer.blend, **sizes)
+    scorer = HybridScorer(
+        weights, data, inner_scorer.blend, **sizes, als=fit_als(data.train, h.als)
+    )
     times |= {"ncf_inner_s": t1 - t0, "blend_s": t2 - t1, "ncf_s": t3 - t2}
     times["scorer_s"] = time.perf_counter() - t3
     return HybridFit(scorer, inner_scorer, times)
