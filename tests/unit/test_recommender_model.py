@@ -292,6 +292,7 @@ def test_lightgbm_blend_ranks_the_due_repeat_item_first_and_survives_save_load(
     data = _staples()
     data.recent_buyers = np.arange(data.n_items, dtype=np.float32) % 7  # saved with the model
     als = fit_als(data.train, ALSFeature(factors=4, iterations=3, num_threads=1))
+    data.decayed = sp.csr_matrix(data.train.multiply(1.0 / 8.0))  # saved with the model
     scorer = HybridScorer(None, data, n_neighbours=5, als=als)  # factors saved with the model
     scorer.blend = fit_blend(scorer, _lightgbm_cfg(objective=objective))
     assert scorer.blend.kind == "lightgbm"
@@ -304,6 +305,7 @@ def test_lightgbm_blend_ranks_the_due_repeat_item_first_and_survives_save_load(
     assert loaded.blend.kind == "lightgbm"
     assert loaded.blend.bought_offset == scorer.blend.bought_offset
     np.testing.assert_array_equal(loaded.als[1], scorer.als[1])
+    np.testing.assert_array_equal(loaded.decayed.toarray(), scorer.decayed.toarray())
     users = np.arange(6)
     np.testing.assert_array_equal(loaded.score_all(users), scorer.score_all(users))
 
@@ -332,6 +334,7 @@ def test_extra_features_follow_the_train_matrix() -> None:
     data.recent_buyers = np.array([3, 0, 0, 0, 0, 7], np.float32)
     rng = np.random.default_rng(0)
     als = (rng.normal(size=(3, 4)), rng.normal(size=(6, 4)))
+    data.decayed = sp.csr_matrix(counts / 4.0)
     scorer = HybridScorer(None, data, n_neighbours=2, als=als)
     f = scorer.features(np.array([0]), np.array([[0, 5]]))[0]
     col = {n: f[:, FEATURES.index(n)] for n in FEATURES}
@@ -344,6 +347,8 @@ def test_extra_features_follow_the_train_matrix() -> None:
     assert col["n_log_recent"].tolist() == pytest.approx([0.0, np.log1p(7.0)])
     # ALS: user 0's factor . item 5's factor for the new item; nothing for the bought one
     assert col["n_als"].tolist() == pytest.approx([0.0, float(als[0][0] @ als[1][5])], rel=1e-5)
+    # decayed frequency: the bought item's (3 / 4); nothing for the new one
+    assert col["b_decay"].tolist() == pytest.approx([0.75, 0.0])
     # without factors the feature is 0 (a scorer saved before ALS)
     plain = HybridScorer(None, data, n_neighbours=2).features(np.array([0]), np.array([[0, 5]]))
     assert (plain[0, :, FEATURES.index("n_als")] == 0).all()

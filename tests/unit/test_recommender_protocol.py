@@ -10,7 +10,12 @@ import pytest
 import scipy.sparse as sp
 
 from training.recommending.baselines import ItemKNN, Popularity, RepeatPurchase
-from training.recommending.data import RecData, interactions_for_training, protocol_split
+from training.recommending.data import (
+    DECAY,
+    RecData,
+    interactions_for_training,
+    protocol_split,
+)
 from training.recommending.metrics import (
     evaluate_scorer,
     hit_rate,
@@ -303,3 +308,26 @@ def test_recent_buyers_count_distinct_households_in_the_last_28_days_of_train():
     recent = dict(zip(data.product_ids.tolist(), data.recent_buyers.tolist(), strict=True))
     # 101: households 1 and 2 (2's two baskets count once); 102: household 3; 100: none
     assert recent == {100: 0, 101: 2, 102: 1}
+
+
+def test_decayed_frequency_weighs_a_household_s_newest_train_baskets_most():
+    day = 24.0
+    # household 1: baskets 10 < 11 < 12 < 13 (13 held out); 100 in 10 and 12, 101 in 11
+    rows = [(1, 10, 100, 0), (1, 11, 101, 5 * day), (1, 12, 100, 9 * day), (1, 13, 101, 12 * day)]
+    rows += [(2, 20, 100, 1 * day), (2, 21, 101, 2 * day)]  # 21 held out; one train basket
+    items, products = _items(rows), _products([100, 101])
+    norm = 1 + DECAY + DECAY**2  # three train baskets, newest weighs 1
+    for inner, expect in ((False, {100: (1 + DECAY**2) / norm, 101: DECAY / norm}),
+                          (True, {100: DECAY / (1 + DECAY), 101: 1 / (1 + DECAY)})):  # fmt: skip
+        data = protocol_split(items, products, n_negatives=0, min_buyers=1, inner=inner)
+        row = data.decayed.toarray()[data.user_index(1)[0]]
+        got = dict(zip(data.product_ids.tolist(), row.tolist(), strict=True))
+        assert got == pytest.approx(expect), inner
+    # household 2's single train basket weighs 1; nothing it did not buy
+    data = protocol_split(items, products, n_negatives=0, min_buyers=1)
+    assert data.decayed.toarray()[data.user_index(2)[0]].tolist() == pytest.approx([1.0, 0.0])
+    # every basket is train when nothing is held out: 13 is the newest
+    data = protocol_split(items, products, n_negatives=0, min_buyers=1, holdout=False)
+    norm4 = norm + DECAY**3
+    row = data.decayed.toarray()[data.user_index(1)[0]]
+    assert row.tolist() == pytest.approx([(DECAY + DECAY**3) / norm4, (1 + DECAY**2) / norm4])

@@ -49,12 +49,14 @@ FEATURES = (
     "n_log_recent",
     # implicit ALS (household x item factors fitted on the same train matrix): new items
     "n_als",
+    # bought: time-decayed purchase frequency (RecData.decayed; the newest baskets weigh most)
+    "b_decay",
 )
 # Features the boosted blend may only reward (+1); the others are unconstrained.
 INCREASING = frozenset(
     {"b_log_count", "b_share", "b_ncf", "b_log_knn", "b_log_uknn", "b_dept_share"}
     | {"n_ncf", "n_log_knn", "n_log_cat", "n_log_dept", "n_log_brand", "n_log_pop", "n_log_uknn"}
-    | {"n_log_recent", "n_als"}
+    | {"n_log_recent", "n_als", "b_decay"}
 )
 
 

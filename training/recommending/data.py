@@ -31,6 +31,7 @@ from training.datasets import merchandise
 
 MIN_BUYERS = 5
 RECENT_DAYS = 28  # "recent" popularity: distinct buyers in the last 28 days of train
+DECAY = 0.9  # per-basket decay of a household's purchase frequency (newest train basket: 1)
 CONTENT_COLUMNS = ("department", "product_category", "brand")
 _KEYS = ("customer_id", "transaction_id", "product_id", "transaction_timestamp")
 _DAY = np.timedelta64(1, "D")
@@ -59,6 +60,9 @@ class RecData:
     # [I] distinct buyers in the RECENT_DAYS before split_time (None: not known, e.g. a bundle
     # saved before it was kept; scored as 0)
     recent_buyers: np.ndarray | None = None
+    # [U, I] time-decayed purchase frequency: sum of DECAY**k over the user's train baskets with
+    # the item (k = 0 for its newest train basket) / the same sum over all its train baskets
+    decayed: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:
@@ -182,8 +186,10 @@ def protocol_split(
     tb = tb[in_cat]
 
     n_users, n_items = len(customer_ids), len(product_ids)
+    newest = held + 1 if holdout else 0  # `from_end` of each household's newest train basket
+    tb = tb.assign(w=DECAY ** (tb["from_end"].to_numpy(np.float64) - newest))
     pairs = tb.groupby(["customer_id", "product_id"], sort=False).agg(
-        count=("transaction_id", "size"), last=("basket_ts", "max")
+        count=("transaction_id", "size"), last=("basket_ts", "max"), w=("w", "sum")
     )
     rows = np.searchsorted(customer_ids, pairs.index.get_level_values(0).to_numpy(np.int64))
     cols = np.searchsorted(product_ids, pairs.index.get_level_values(1).to_numpy(np.int64))
@@ -200,6 +206,9 @@ def protocol_split(
     n_baskets = np.zeros(n_users, dtype=np.int64)
     per_user = train_lines.groupby("customer_id")["transaction_id"].nunique()
     n_baskets[np.searchsorted(customer_ids, per_user.index.to_numpy(np.int64))] = per_user
+    norm = (1.0 - DECAY ** n_baskets[rows]) / (1.0 - DECAY)  # sum of DECAY**k, k < n_baskets
+    decayed = sp.csr_matrix(((pairs["w"].to_numpy() / norm).astype(np.float32), (rows, cols)),
+                            shape=shape)  # fmt: skip
 
     sample = _eval_sample(held_lines, customer_ids, product_ids, train, n_negatives, seed, skipped)
     codes = _content_codes(products, product_ids, skipped)
@@ -215,6 +224,7 @@ def protocol_split(
         split_time=split_time,
         skipped=skipped,
         recent_buyers=recent_buyers,
+        decayed=decayed,
         **sample,
     )
 

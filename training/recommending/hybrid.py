@@ -138,6 +138,8 @@ class HybridScorer:
         self.blend = blend or Blend.ncf_only()
         self.train = data.train.tocsr().astype(np.float32)
         self.binary = (self.train > 0).astype(np.float32)
+        # time-decayed frequency (None: a bundle saved before it was kept; the feature is 0)
+        self.decayed = None if data.decayed is None else data.decayed.tocsr().astype(np.float32)
         self.last = (
             data.last_bought_days.tocsr()
             if data.last_bought_days is not None
@@ -183,6 +185,8 @@ class HybridScorer:
         d = self.data
         sp.save_npz(path / "train.npz", self.train)
         sp.save_npz(path / "last.npz", self.last.tocsr())
+        if self.decayed is not None:
+            sp.save_npz(path / "decayed.npz", self.decayed)
         np.savez(
             path / "hybrid.npz",
             coef=self.blend.coef,
@@ -246,6 +250,11 @@ class HybridScorer:
             split_time=np.datetime64(meta["split_time"]),
             skipped={},
             recent_buyers=a.get("recent_buyers"),
+            decayed=(
+                sp.load_npz(path / "decayed.npz").tocsr()
+                if (path / "decayed.npz").is_file()
+                else None
+            ),
         )
         ncf = NCFWeights.load(path / "ncf") if (path / "ncf").is_dir() else None
         booster = None
@@ -288,6 +297,9 @@ class HybridScorer:
             if self.als is not None
             else np.zeros_like(b)
         )
+        decayed = (
+            self.decayed[uniq].toarray()[r, items] if self.decayed is not None else np.zeros_like(b)
+        )
         dept = self.dept_counts[uniq].toarray()[r, self.codes[1][items]]
         aff = [
             np.log(a[uniq].toarray()[r, c[items]] + 1e-3)
@@ -318,6 +330,7 @@ class HybridScorer:
             b * recent,
             n * recent,
             n * als,
+            b * decayed,
         ]
         return np.stack(cols, axis=-1).astype(np.float32)
 
