@@ -194,6 +194,20 @@ def test_pooled_full_catalog_scores_equal_exact_ones_on_the_pool(tmp_path) -> No
     assert HybridScorer.load(tmp_path / "pooled").pool == 3
 
 
+def test_ncf_alone_scores_are_its_blend_of_the_features() -> None:
+    """The NCF-alone scorer skips the other features; its scores are what the blend gives."""
+    data = _staples()
+    scorer = HybridScorer(fit_ncf(data, SMALL), data, Blend.ncf_only(), n_neighbours=5)
+    assert scorer.blend.is_ncf_only
+    items = np.tile(np.arange(data.n_items), (4, 1))
+    via_features = scorer.blend(scorer.features(np.arange(4), items))
+    np.testing.assert_allclose(scorer.score(np.arange(4), items), via_features, rtol=1e-5)
+    np.testing.assert_allclose(scorer.score_all(np.arange(4)), via_features, rtol=1e-5)
+    coef = Blend.ncf_only().coef.copy()
+    coef[0] = 1.0
+    assert not Blend(coef).is_ncf_only and not Blend(Blend.ncf_only().coef, 0.5).is_ncf_only
+
+
 def test_reasons_name_the_repeat_interval_and_co_purchase() -> None:
     counts = np.zeros((6, 8))
     counts[:, 1] = counts[:, 2] = 1  # items 1 and 2 always bought together

@@ -141,6 +141,12 @@ class Blend:
         coef[FEATURES.index("b_ncf")] = coef[FEATURES.index("n_ncf")] = 1.0
         return cls(coef)
 
+    @property
+    def is_ncf_only(self) -> bool:
+        """True for `ncf_only()`'s blend: the score is the NCF logit itself."""
+        return (self.booster is None and self.intercept == 0.0
+                and np.array_equal(self.coef, Blend.ncf_only().coef))  # fmt: skip
+
     def __call__(self, f: np.ndarray) -> np.ndarray:
         """Scores of feature rows f [..., F] -> [...]."""
         out = f @ self.coef + np.float32(self.intercept)

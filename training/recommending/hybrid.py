@@ -337,6 +337,12 @@ class HybridScorer:
     def score(self, users: np.ndarray, items: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Blended scores of users [E] x items [E, K]."""
         out = np.empty(np.shape(items), np.float32)
+        if self.blend.is_ncf_only and self.ncf is not None:  # NCF alone: skip the other features
+            for s in range(0, len(users), chunk):
+                out[s : s + chunk] = ncf_scores(
+                    self.ncf, users[s : s + chunk], items[s : s + chunk]
+                )
+            return out
         for s in range(0, len(users), chunk):
             f = self.features(users[s : s + chunk], items[s : s + chunk])
             out[s : s + chunk] = self.blend(f)
