@@ -143,7 +143,7 @@ class HybridScorer:
         self.last = (
             data.last_bought_days.tocsr()
             if data.last_bought_days is not None
-            else (self.train > 0).astype(np.float32)  # no recency known: 1 day for every item
+            else self.binary  # no recency known: 1 day for every item
         )
         self.co = co or co_purchase(self.train, n_neighbours)
         # "popular with shoppers like you": the share of the household's most similar households
@@ -154,7 +154,8 @@ class HybridScorer:
         )
         self.n_baskets = np.maximum(np.asarray(data.n_baskets, np.float32), 1.0)
         self.span = np.asarray(self.last.max(axis=1).todense()).ravel().clip(min=1.0)
-        self.pop = np.log1p(np.asarray((self.train > 0).sum(axis=0)).ravel()).astype(np.float32)
+        buyers = np.asarray(self.binary.sum(axis=0, dtype=np.float64)).ravel()
+        self.pop = np.log1p(buyers).astype(np.float32)
         recent = data.recent_buyers if data.recent_buyers is not None else np.zeros(len(self.pop))
         self.recent_buyers = np.asarray(recent, np.float32)  # saved as counts: exact on reload
         self.recent = np.log1p(self.recent_buyers)
@@ -169,7 +170,6 @@ class HybridScorer:
         # days from the household's last train basket to the split (+1), and its log basket count
         self.user_gap = np.log1p(_row_min(self.last, empty=1.0))
         self.log_baskets = np.log1p(self.n_baskets)
-        buyers = np.asarray((self.train > 0).sum(axis=0)).ravel()
         repeaters = np.asarray((self.train >= 2).sum(axis=0)).ravel()
         self.repeat_rate = (repeaters / np.maximum(buyers, 1)).astype(np.float32)
 
@@ -285,10 +285,8 @@ class HybridScorer:
         n = 1.0 - b
         interval = self.span[users][:, None] / np.maximum(count, 1.0)
         log_due = np.log(np.maximum(days, 1.0) / interval)
-        knn = np.log1p((self.train[uniq] > 0).astype(np.float32) @ self.co.matrix.T)
-        knn = np.asarray(knn.todense() if sp.issparse(knn) else knn)[r, items]
-        uknn = (self.peers[uniq] @ self.binary).toarray()[r, items]
-        uknn = np.log(uknn + 1e-3)
+        knn = np.log1p(self._co_scores(uniq))[r, items]
+        uknn = np.log(self._peer_shares(uniq)[r, items] + 1e-3)
         ncf = ncf_scores(self.ncf, users, items) if self.ncf is not None else np.zeros_like(b)
         pop = self.pop[items]
         recent = self.recent[items]
@@ -379,18 +377,23 @@ class HybridScorer:
         users = np.asarray(users, np.int64)
         n_items = self.train.shape[1]
         k = min(self.pool, n_items)
-        binary = self.binary[users]
-        mask = binary.toarray() > 0
-        knn = binary @ self.co.matrix.T
-        knn = np.asarray(knn.todense() if sp.issparse(knn) else knn)
-        peers = (self.peers[users] @ self.binary).toarray()
-        for score in (knn, peers):
+        mask = self.binary[users].toarray() > 0
+        for score in (self._co_scores(users), self._peer_shares(users)):
             top = np.argpartition(-score, k - 1, axis=1)[:, :k]
             np.put_along_axis(mask, top, True, axis=1)
         kp = min(max(k, min_pool), n_items)
         for prior in (self.pop, self.recent):
             mask[:, np.argsort(-prior, kind="stable")[:kp]] = True
         return mask
+
+    def _co_scores(self, users: np.ndarray) -> np.ndarray:
+        """[E, I] sum of co-purchase similarities of each item to the users' bought items."""
+        knn = self.binary[users] @ self.co.matrix.T
+        return np.asarray(knn.todense() if sp.issparse(knn) else knn)
+
+    def _peer_shares(self, users: np.ndarray) -> np.ndarray:
+        """[E, I] share of each user's similar households that bought the item."""
+        return (self.peers[users] @ self.binary).toarray()
 
     def interval_days(self, user: int, item: int) -> float | None:
         """The user's typical days between purchases of `item` (None if bought < 2 times)."""
