@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from tests.unit.test_recommender_model import SMALL, _recdata
 from training.recommending.blend import (
     INCREASING,
+    WINDOW_FEATURES,
     ALSFeature,
     Blend,
     LightGBMBlend,
@@ -182,6 +183,8 @@ def test_extra_features_follow_the_train_matrix() -> None:
     rng = np.random.default_rng(0)
     als = (rng.normal(size=(3, 4)), rng.normal(size=(6, 4)))
     data.decayed = sp.csr_matrix(counts / 4.0)
+    data.window_buyers = np.arange(30, dtype=np.float32).reshape(5, 6)  # [window, item]
+    data.first_buyers = 100 + data.window_buyers
     scorer = HybridScorer(None, data, n_neighbours=2, als=als)
     f = scorer.features(np.array([0]), np.array([[0, 5]]))[0]
     col = {n: f[:, FEATURES.index(n)] for n in FEATURES}
@@ -196,9 +199,39 @@ def test_extra_features_follow_the_train_matrix() -> None:
     assert col["n_als"].tolist() == pytest.approx([0.0, float(als[0][0] @ als[1][5])], rel=1e-5)
     # decayed frequency: the bought item's (3 / 4); nothing for the new one
     assert col["b_decay"].tolist() == pytest.approx([0.75, 0.0])
-    # without factors the feature is 0 (a scorer saved before ALS)
+    # popularity windows (14, 28, 56, 91, 182 days): the new item's counts, nothing for the bought
+    assert col["n_log_buyers_14d"].tolist() == pytest.approx([0.0, np.log1p(5.0)])
+    assert col["n_log_buyers_56d"].tolist() == pytest.approx([0.0, np.log1p(17.0)])
+    assert col["n_log_buyers_182d"].tolist() == pytest.approx([0.0, np.log1p(29.0)])
+    assert col["n_log_first_28d"].tolist() == pytest.approx([0.0, np.log1p(111.0)])
+    assert col["n_log_first_91d"].tolist() == pytest.approx([0.0, np.log1p(123.0)])
+    # without factors or windows those features are 0 (a scorer saved before they were kept)
+    data.window_buyers = data.first_buyers = None
     plain = HybridScorer(None, data, n_neighbours=2).features(np.array([0]), np.array([[0, 5]]))
     assert (plain[0, :, FEATURES.index("n_als")] == 0).all()
+    assert (plain[0, :, [FEATURES.index(n) for n in WINDOW_FEATURES]] == 0).all()
+
+
+def test_popularity_windows_are_saved_with_the_scorer(tmp_path) -> None:
+    import json
+
+    data = _staples()
+    rng = np.random.default_rng(5)
+    data.window_buyers = rng.integers(0, 9, (5, data.n_items)).astype(np.float32)
+    data.first_buyers = rng.integers(0, 9, (5, data.n_items)).astype(np.float32)
+    scorer = HybridScorer(None, data, n_neighbours=5)
+    scorer.blend = fit_blend(scorer, HybridConfig(neg_bought=5, neg_random=5))
+    scorer.save(tmp_path / "hybrid")
+    loaded = HybridScorer.load(tmp_path / "hybrid")
+    users = np.arange(6)
+    items = np.tile(np.arange(data.n_items), (6, 1))
+    np.testing.assert_array_equal(loaded.features(users, items), scorer.features(users, items))
+    # a bundle written with other windows would feed its booster the wrong columns: refused
+    meta_path = tmp_path / "hybrid" / "hybrid.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "popularity_windows": [7, 28]}))
+    with pytest.raises(ValueError, match="popularity windows"):
+        HybridScorer.load(tmp_path / "hybrid")
 
 
 def test_a_linear_blend_saved_before_features_were_added_still_loads_and_scores(tmp_path) -> None:

@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from training.recommending.baselines import ItemKNN, Popularity, RepeatPurchase
+from training.recommending.blend import POPULARITY_WINDOWS
 from training.recommending.data import (
     DECAY,
     RecData,
@@ -331,3 +332,25 @@ def test_decayed_frequency_weighs_a_household_s_newest_train_baskets_most():
     norm4 = norm + DECAY**3
     row = data.decayed.toarray()[data.user_index(1)[0]]
     assert row.tolist() == pytest.approx([(DECAY + DECAY**3) / norm4, (1 + DECAY**2) / norm4])
+
+
+def test_window_buyers_and_first_buyers_count_households_per_popularity_window():
+    day = 24.0
+    # split time: household 3's basket at day 200 (the latest train basket)
+    rows = [(1, 10, 100, 0), (1, 11, 100, 190 * day), (1, 12, 101, 199 * day)]  # 13 held out
+    rows += [(1, 13, 100, 201 * day)]
+    rows += [(2, 20, 101, 100 * day), (2, 21, 100, 150 * day), (2, 22, 101, 202 * day)]
+    rows += [(3, 30, 100, 195 * day), (3, 31, 101, 200 * day), (3, 32, 100, 203 * day)]
+    items, products = _items(rows), _products([100, 101])
+    data = protocol_split(items, products, n_negatives=0, min_buyers=1)
+    assert data.split_time == np.datetime64(T0 + pd.Timedelta(days=200), "ns")
+    assert POPULARITY_WINDOWS == (14, 28, 56, 91, 182)
+    got = {
+        int(pid): (data.window_buyers[:, j].tolist(), data.first_buyers[:, j].tolist())
+        for j, pid in enumerate(data.product_ids)
+    }
+    # 100: bought in the last 14 days by 1 (day 190, first bought day 0) and 3 (day 195, its
+    # first); 2 bought it at day 150 (50 days before: windows 56 and up, its first purchase)
+    assert got[100] == ([2, 2, 3, 3, 3], [1, 1, 2, 2, 2])
+    # 101: 1 at day 199 and 3 at day 200 (both first), 2 at day 100 (first: in 182 only)
+    assert got[101] == ([2, 2, 2, 2, 3], [2, 2, 2, 2, 3])

@@ -21,6 +21,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+# Popularity windows (days before the split): RecData.window_buyers / first_buyers count, per
+# window, the households that bought the item in it / bought it there for the first time.
+POPULARITY_WINDOWS = (14, 28, 56, 91, 182)
+# log1p of those counts as new-item features (28 days of buyers is already n_log_recent)
+WINDOW_FEATURES = (
+    *(f"n_log_buyers_{d}d" for d in (14, 56, 91, 182)),
+    *(f"n_log_first_{d}d" for d in (14, 28, 56, 91, 182)),
+)
 FEATURES = (
     "bought",
     "b_log_count",
@@ -51,6 +59,8 @@ FEATURES = (
     "n_als",
     # bought: time-decayed purchase frequency (RecData.decayed; the newest baskets weigh most)
     "b_decay",
+    # new: popularity over several windows before the split (POPULARITY_WINDOWS)
+    *WINDOW_FEATURES,
 )
 # Features the boosted blend may only reward (+1); the others are unconstrained.
 INCREASING = frozenset(

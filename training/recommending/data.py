@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from training.datasets import merchandise
+from training.recommending.blend import POPULARITY_WINDOWS
 
 MIN_BUYERS = 5
 RECENT_DAYS = 28  # "recent" popularity: distinct buyers in the last 28 days of train
@@ -63,6 +64,11 @@ class RecData:
     # [U, I] time-decayed purchase frequency: sum of DECAY**k over the user's train baskets with
     # the item (k = 0 for its newest train basket) / the same sum over all its train baskets
     decayed: sp.csr_matrix | None = None
+    # [W, I] per POPULARITY_WINDOWS: households that bought the item in the window's last days
+    # of train (`window_buyers`), and those whose first train purchase of it falls there
+    # (`first_buyers`); None: not known (a bundle saved before they were kept; scored as 0)
+    window_buyers: np.ndarray | None = None
+    first_buyers: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -189,7 +195,10 @@ def protocol_split(
     newest = held + 1 if holdout else 0  # `from_end` of each household's newest train basket
     tb = tb.assign(w=DECAY ** (tb["from_end"].to_numpy(np.float64) - newest))
     pairs = tb.groupby(["customer_id", "product_id"], sort=False).agg(
-        count=("transaction_id", "size"), last=("basket_ts", "max"), w=("w", "sum")
+        count=("transaction_id", "size"),
+        first=("basket_ts", "min"),
+        last=("basket_ts", "max"),
+        w=("w", "sum"),
     )
     rows = np.searchsorted(customer_ids, pairs.index.get_level_values(0).to_numpy(np.int64))
     cols = np.searchsorted(product_ids, pairs.index.get_level_values(1).to_numpy(np.int64))
@@ -200,6 +209,7 @@ def protocol_split(
     recent = recent.groupby("product_id")["customer_id"].nunique()
     recent_buyers = np.zeros(n_items, np.float32)
     recent_buyers[np.searchsorted(product_ids, recent.index.to_numpy(np.int64))] = recent.to_numpy()
+    window_buyers, first_buyers = _window_buyers(tb, pairs, cols, product_ids, split_time)
     days = (split_time - pairs["last"].to_numpy("datetime64[ns]")) // _DAY + 1
     last_bought = sp.csr_matrix((days.astype(np.float32), (rows, cols)), shape=shape)
 
@@ -225,8 +235,35 @@ def protocol_split(
         skipped=skipped,
         recent_buyers=recent_buyers,
         decayed=decayed,
+        window_buyers=window_buyers,
+        first_buyers=first_buyers,
         **sample,
     )
+
+
+def _window_buyers(
+    tb: pd.DataFrame,
+    pairs: pd.DataFrame,
+    cols: np.ndarray,
+    product_ids: np.ndarray,
+    split_time: np.datetime64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """[W, I] float32 per POPULARITY_WINDOWS: distinct households with a train basket holding
+    the item in the window (basket time > split_time - days), and households whose first train
+    basket with it falls in the window. `pairs` (user x product aggregates, `first` = first
+    basket time) and `cols` (their item indices) come from `protocol_split`."""
+    n_items = len(product_ids)
+    basket_ts = tb["basket_ts"].to_numpy("datetime64[ns]")
+    first = pairs["first"].to_numpy("datetime64[ns]")
+    buyers = np.zeros((len(POPULARITY_WINDOWS), n_items), np.float32)
+    firsts = np.zeros_like(buyers)
+    for w, days in enumerate(POPULARITY_WINDOWS):
+        start = split_time - days * _DAY
+        inside = tb[basket_ts > start].drop_duplicates(["customer_id", "product_id"])
+        items = np.searchsorted(product_ids, inside["product_id"].to_numpy(np.int64))
+        buyers[w] = np.bincount(items, minlength=n_items)
+        firsts[w] = np.bincount(cols[first > start], minlength=n_items)
+    return buyers, firsts
 
 
 def _eval_sample(

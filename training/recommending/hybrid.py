@@ -28,7 +28,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.models.recommender import NCFWeights, ncf_scores
-from training.recommending.blend import FEATURES, ALSFeature, Blend, HybridConfig, fit_blend
+from training.recommending.blend import (
+    FEATURES,
+    POPULARITY_WINDOWS,
+    WINDOW_FEATURES,
+    ALSFeature,
+    Blend,
+    HybridConfig,
+    fit_blend,
+)
 
 __all__ = [
     "FEATURES",
@@ -106,6 +114,20 @@ def _affinity(train: sp.csr_matrix, codes: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1.0 / total) @ _code_counts(train, codes))
 
 
+def _window_matrix(data) -> np.ndarray:
+    """[len(WINDOW_FEATURES), I] log1p counts behind WINDOW_FEATURES (`n_log_{buyers|first}_{d}d`
+    reads row POPULARITY_WINDOWS.index(d) of data.window_buyers / first_buyers; zeros where
+    the data does not have them, e.g. a bundle saved before they were kept)."""
+    n_items = len(data.product_ids)
+    out = np.zeros((len(WINDOW_FEATURES), n_items), np.float32)
+    for row, name in enumerate(WINDOW_FEATURES):
+        kind, days = name.removeprefix("n_log_").removesuffix("d").split("_")
+        counts = data.window_buyers if kind == "buyers" else data.first_buyers
+        if counts is not None:
+            out[row] = np.log1p(counts[POPULARITY_WINDOWS.index(int(days))])
+    return out
+
+
 def _row_min(m: sp.csr_matrix, empty: float) -> np.ndarray:
     """Smallest stored value per row (`empty` for rows without one)."""
     out = np.full(m.shape[0], empty, np.float32)
@@ -170,6 +192,7 @@ class HybridScorer:
         # days from the household's last train basket to the split (+1), and its log basket count
         self.user_gap = np.log1p(_row_min(self.last, empty=1.0))
         self.log_baskets = np.log1p(self.n_baskets)
+        self.windows = _window_matrix(data)  # [len(WINDOW_FEATURES), I]
         repeaters = np.asarray((self.train >= 2).sum(axis=0)).ravel()
         self.repeat_rate = (repeaters / np.maximum(buyers, 1)).astype(np.float32)
 
@@ -198,7 +221,9 @@ class HybridScorer:
             brand=d.brand,
             recent_buyers=self.recent_buyers,
             **({} if self.als is None else {"als_user": self.als[0], "als_item": self.als[1]}),
-        )
+            **{k: getattr(d, k) for k in ("window_buyers", "first_buyers")
+               if getattr(d, k) is not None},
+        )  # fmt: skip
         meta = {
             "intercept": self.blend.intercept,
             "bought_offset": self.blend.bought_offset,
@@ -209,6 +234,7 @@ class HybridScorer:
             "n_user_neighbours": self.n_user_neighbours,
             "pool": self.pool,
             "split_time": str(d.split_time),
+            "popularity_windows": list(POPULARITY_WINDOWS),
         }
         (path / "hybrid.json").write_text(json.dumps(meta))
 
@@ -225,6 +251,10 @@ class HybridScorer:
         # with zero weight on the features added since, a booster on its leading columns
         # (features are only ever appended).
         prefix = saved == list(FEATURES[: len(saved)])
+        windows = meta.get("popularity_windows", list(POPULARITY_WINDOWS))
+        if windows != list(POPULARITY_WINDOWS):
+            raise ValueError(f"{path}: saved with popularity windows {windows}, have "
+                             f"{list(POPULARITY_WINDOWS)}")  # fmt: skip
         if any(f not in FEATURES for f in saved) or (kind != "linear" and not prefix):
             raise ValueError(f"{path}: saved with features {saved}, have {FEATURES}")
         with np.load(path / "hybrid.npz") as z:
@@ -250,6 +280,8 @@ class HybridScorer:
             split_time=np.datetime64(meta["split_time"]),
             skipped={},
             recent_buyers=a.get("recent_buyers"),
+            window_buyers=a.get("window_buyers"),
+            first_buyers=a.get("first_buyers"),
             decayed=(
                 sp.load_npz(path / "decayed.npz").tocsr()
                 if (path / "decayed.npz").is_file()
@@ -295,6 +327,7 @@ class HybridScorer:
             if self.als is not None
             else np.zeros_like(b)
         )
+        windows = self.windows[:, items]  # [W, E, K]
         decayed = (
             self.decayed[uniq].toarray()[r, items] if self.decayed is not None else np.zeros_like(b)
         )
@@ -329,6 +362,7 @@ class HybridScorer:
             n * recent,
             n * als,
             b * decayed,
+            *(n * w for w in windows),
         ]
         return np.stack(cols, axis=-1).astype(np.float32)
 
