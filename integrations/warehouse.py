@@ -53,12 +53,11 @@ RETURNING transaction_id, customer_id, transaction_timestamp, store_id, total_sa
 _COPY_LINES = ("COPY transaction_items (tenant_id, transaction_id, line_no, product_id, quantity,"
                " sales_value, retail_disc, coupon_disc, coupon_match_disc, unit_price) FROM STDIN")  # fmt: skip
 
-# One statement: the baskets new to the warehouse, and the lines of those baskets only (a
-# re-delivered basket with other lines adds none), joined to what the insert returned. The
-# lines of a basket this statement inserted cannot be there already (a basket and its lines
-# are written together), so they go in by a plain insert ({lines_conflict} empty: a third
-# cheaper than ON CONFLICT's speculative insertion); should the warehouse hold lines without
-# their basket, `_merge` rolls that back and merges again with the clause.
+# `_merge`'s fallback, one statement: the baskets new to the warehouse, and the lines of those
+# baskets only (a re-delivered basket with other lines adds none), joined to what the insert
+# returned, skipping lines the warehouse holds without their basket. (Its usual path inserts
+# the baskets and COPYs the new ones' lines: a basket and its lines are written together, so
+# they cannot be there already.)
 _MERGE = (
     "WITH new AS ("
     + _NEW_BASKETS
@@ -68,12 +67,11 @@ _MERGE = (
     SELECT %(tenant)s, i.transaction_id, i.line_no, i.product_id, i.quantity, i.sales_value,
            i.retail_disc, i.coupon_disc, i.coupon_match_disc, i.unit_price
     FROM _stream_items i JOIN new ON new.transaction_id = i.transaction_id
-    {lines_conflict}
+    ON CONFLICT (tenant_id, transaction_id, line_no) DO NOTHING
 )
 SELECT * FROM new
 """
 )
-_LINES_CONFLICT = "ON CONFLICT (tenant_id, transaction_id, line_no) DO NOTHING"
 
 # Dimension rows for ids first seen on the stream (their attributes arrive with a later import).
 # The ids already known are left out by an anti-join first (a batch's ~15k products are nearly
@@ -245,42 +243,32 @@ def _lines_text(tenant: str, baskets: Sequence[dict], products: set[int]) -> byt
     return "".join(out).encode()
 
 
-class _NotAllNew(Exception):
-    """Some of the batch's baskets were in the warehouse already."""
-
-
 def _merge(conn: psycopg.Connection, cur: psycopg.Cursor, tenant: str,
            baskets: Sequence[dict]) -> tuple[list, set[int]]:  # fmt: skip
-    """Insert the new baskets and their lines; returns `_NEW_BASKETS`' rows of the baskets
-    inserted and the product ids of all the batch's lines."""
+    """Insert the new baskets and COPY the lines of those inserted (a re-delivered basket adds
+    none); returns `_NEW_BASKETS`' rows of the baskets inserted and the product ids of the
+    lines written. Should the warehouse hold lines without their basket (the COPY's key
+    violation), that is undone and the lines are merged from staging, skipping those there."""
     products: set[int] = set()
-    lines_there = False  # lines of a new basket in the warehouse already
     try:
-        with conn.transaction():  # a savepoint: undone unless every basket and line is new
+        with conn.transaction():  # a savepoint: undone if a line is there already
             inserted = cur.execute(_NEW_BASKETS, {"tenant": tenant}).fetchall()
             if not inserted:  # all re-delivered: nothing to add
                 return inserted, products
-            if len(inserted) != len(baskets):
-                raise _NotAllNew
+            new = baskets
+            if len(inserted) != len(baskets):  # some re-delivered: the others' lines only
+                ids = {int(r[0]) for r in inserted}
+                new = [b for b in baskets if b["transaction_id"] in ids]
             with cur.copy(_COPY_LINES) as copy:
-                copy.write(_lines_text(tenant, baskets, products))
+                copy.write(_lines_text(tenant, new, products))
             return inserted, products
-    except _NotAllNew:
-        pass
     except psycopg.errors.UniqueViolation:
-        lines_there = True
-    products = {li["product_id"] for b in baskets for li in b["lines"]}
+        pass
     _copy_lines(cur, baskets)
-    if not lines_there:
-        try:
-            with conn.transaction():  # a savepoint: only the merge is undone below
-                inserted = cur.execute(_MERGE.format(lines_conflict=""), {"tenant": tenant})
-                return inserted.fetchall(), products
-        except psycopg.errors.UniqueViolation:
-            pass
-    # lines without their basket: skip them
-    merge = _MERGE.format(lines_conflict=_LINES_CONFLICT)
-    return cur.execute(merge, {"tenant": tenant}).fetchall(), products
+    inserted = cur.execute(_MERGE, {"tenant": tenant}).fetchall()
+    ids = {int(r[0]) for r in inserted}
+    return inserted, {li["product_id"] for b in baskets if b["transaction_id"] in ids
+                      for li in b["lines"]}  # fmt: skip
 
 
 def write_batch(

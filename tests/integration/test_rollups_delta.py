@@ -352,25 +352,38 @@ def amounts_basket(tid: int, shift: int) -> dict:
 
 
 def test_lines_copied_in_equal_the_staged_merge(service_env, monkeypatch):
-    """A batch of new baskets has its lines COPYed straight in; one with a re-delivered basket
-    merges them from float8 staging: both write the same line items and rollups."""
-    copied = Counter()
-    lines_text = warehouse._lines_text
+    """A batch of new baskets has its lines COPYed straight in, and so does one with a
+    re-delivered basket (the new baskets' lines only); when the warehouse holds a line without
+    its basket, the COPY fails and the lines merge from float8 staging. All three write the
+    same line items and rollups."""
+    staged = Counter()
+    copy_lines = warehouse._copy_lines
 
-    def spy(tenant, baskets, products):
-        copied[tenant] += 1
-        return lines_text(tenant, baskets, products)
+    def spy(cur, baskets):
+        staged[len(baskets)] += 1
+        return copy_lines(cur, baskets)
 
-    monkeypatch.setattr(warehouse, "_lines_text", spy)
+    monkeypatch.setattr(warehouse, "_copy_lines", spy)
     first = amounts_basket(9000, 0)
     batch = [amounts_basket(9000 + k, k) for k in range(1, 6)]
-    direct, staged = new_tenant(), new_tenant()
-    assert stream_batch(direct, [first]) == stream_batch(staged, [first]) == 1
-    assert stream_batch(direct, batch) == 5  # all new: copied
-    assert stream_batch(staged, [first, *batch]) == 5  # one re-delivered: staged
-    assert copied == {direct: 2, staged: 1}
-    assert_equals_a_rebuild(direct)
-    assert_equals_a_rebuild(staged)
+    direct, mixed, stray = new_tenant(), new_tenant(), new_tenant()
+    for tenant in (direct, mixed, stray):
+        assert stream_batch(tenant, [first]) == 1
+    assert stream_batch(direct, batch) == 5  # all new
+    assert stream_batch(mixed, [first, *batch]) == 5  # one re-delivered: the 5 new ones' lines
+    with connect() as conn:  # 9003's third line, as the all-new batch wrote it, without 9003
+        conn.execute(
+            "INSERT INTO transaction_items SELECT %s, transaction_id, line_no, product_id,"
+            " quantity, sales_value, retail_disc, coupon_disc, coupon_match_disc, unit_price"
+            " FROM transaction_items WHERE tenant_id = %s AND transaction_id = 9003"
+            " AND line_no = 3",
+            (stray, direct),
+        )
+    assert staged == {}  # COPY every time so far
+    assert stream_batch(stray, [first, *batch]) == 5
+    assert staged == {6: 1}  # the stray line's batch merged from staging
+    for tenant in (direct, mixed, stray):
+        assert_equals_a_rebuild(tenant)
     with connect() as conn:
 
         def rows(tenant: str) -> dict[str, object]:
@@ -385,9 +398,9 @@ def test_lines_copied_in_equal_the_staged_merge(service_env, monkeypatch):
             found["basket_sets"] = snapshot(conn, tenant)["basket_sets"]
             return found
 
-        written, merged = rows(direct), rows(staged)
+        written, copied, merged = rows(direct), rows(mixed), rows(stray)
     assert len(written["transaction_items"]) == 6 * len(AMOUNTS)
     for table in written:
-        assert written[table] == merged[table], table
+        assert written[table] == copied[table] == merged[table], table
     # and the values are the float8 cast's (15 digits), not the repr's
     assert (9000, 1, 1, 2, Decimal("1.01")) == written["transaction_items"][0][:5]
