@@ -31,7 +31,7 @@ from training.datasets import merchandise
 from training.recommending.blend import POPULARITY_WINDOWS
 
 MIN_BUYERS = 5
-RECENT_DAYS = 28  # "recent" popularity: distinct buyers in the last 28 days of train
+RECENT_DAYS = 28  # "recent" popularity: distinct buyers in the last 28 days of train (a window)
 DECAY = 0.9  # per-basket decay of a household's purchase frequency (newest train basket: 1)
 CONTENT_COLUMNS = ("department", "product_category", "brand")
 _KEYS = ("customer_id", "transaction_id", "product_id", "transaction_timestamp")
@@ -205,11 +205,8 @@ def protocol_split(
     shape = (n_users, n_items)
     train = sp.csr_matrix((pairs["count"].to_numpy(np.float32), (rows, cols)), shape=shape)
     split_time = np.datetime64(train_lines["basket_ts"].max(), "ns")
-    recent = tb[tb["basket_ts"].to_numpy("datetime64[ns]") > split_time - RECENT_DAYS * _DAY]
-    recent = recent.groupby("product_id")["customer_id"].nunique()
-    recent_buyers = np.zeros(n_items, np.float32)
-    recent_buyers[np.searchsorted(product_ids, recent.index.to_numpy(np.int64))] = recent.to_numpy()
     window_buyers, first_buyers = _window_buyers(tb, pairs, cols, product_ids, split_time)
+    recent_buyers = window_buyers[POPULARITY_WINDOWS.index(RECENT_DAYS)].copy()
     days = (split_time - pairs["last"].to_numpy("datetime64[ns]")) // _DAY + 1
     last_bought = sp.csr_matrix((days.astype(np.float32), (rows, cols)), shape=shape)
 
