@@ -24,11 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 # Popularity windows (days before the split): RecData.window_buyers / first_buyers count, per
 # window, the households that bought the item in it / bought it there for the first time.
 POPULARITY_WINDOWS = (14, 28, 56, 91, 182)
-# log1p of those counts as new-item features (28 days of buyers is already n_log_recent)
-WINDOW_FEATURES = (
-    *(f"n_log_buyers_{d}d" for d in (14, 56, 91, 182)),
-    *(f"n_log_first_{d}d" for d in (14, 28, 56, 91, 182)),
+# log1p of those counts as new-item features, (count, days) each (28 days of buyers is already
+# n_log_recent), named n_log_{count}_{days}d
+WINDOW_COUNTS = (
+    *(("buyers", d) for d in (14, 56, 91, 182)),
+    *(("first", d) for d in POPULARITY_WINDOWS),
 )
+WINDOW_FEATURES = tuple(f"n_log_{count}_{days}d" for count, days in WINDOW_COUNTS)
 FEATURES = (
     "bought",
     "b_log_count",
