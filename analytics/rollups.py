@@ -34,6 +34,9 @@ table):
   store-grained tables and for every store in the tenant-wide ones (`product_weekly`: whole
   weeks). A re-delivered batch changes nothing.
 - full (`landed.everything`, a first or full load): the tenant's rows are rebuilt.
+- first load from the writer's frames (`landed.first_load`: a file import or Complete Journey
+  ingest into a tenant without baskets): the same rows aggregated in memory and COPYed
+  (analytics/rollup_frames.py), once `transactions` is seen to hold exactly those baskets.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from datetime import date, timedelta
 
 import psycopg
 
+from analytics import rollup_frames
 from analytics import rollup_sql as q
 from analytics.rollup_sql import MAX_CATEGORY_ID
 from core.events import Landed
@@ -92,7 +96,12 @@ def refresh(conn: psycopg.Connection, landed: Landed) -> None:
     if not landed.everything and landed.stores is not None and not landed.stores:
         return  # a batch that inserted nothing
     clock = time.perf_counter()
-    if landed.new_baskets is not None and not landed.everything:
+    if landed.first_load is not None and rollup_frames.holds_every_basket(
+        conn, landed.tenant, landed.first_load[0]
+    ):
+        rollup_frames.load(conn, landed.tenant, *landed.first_load)
+        how = "first load, from the writer's frames"
+    elif landed.new_baskets is not None and not landed.everything:
         add_baskets(conn, tenant=landed.tenant, new_baskets=landed.new_baskets)
         how = f"delta {landed.first_day}..{landed.last_day}"
     else:

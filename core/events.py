@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
@@ -75,6 +75,10 @@ class Landed:
     # Temporary table of exactly the baskets this transaction inserted, when the writer staged
     # them (`stage_new_baskets`; set by `in_transaction`); None: not known.
     new_baskets: str | None = None
+    # (baskets, lines): every basket and line the tenant has, when this write was its first
+    # and the writer holds them as frames (transactions' and transaction_items' columns); the
+    # rollups are then computed from them instead of read back (analytics/rollup_frames.py).
+    first_load: tuple[Any, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def everything(self) -> bool:

@@ -314,7 +314,8 @@ def ingest_completejourney(
     with connect(url) as conn:  # one transaction: all of it lands, or none of it
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ingest:{tenant}",))
         clock = time.perf_counter()
-        warehouse_rules(conn, checked, rules, tenant, can_bulk_attach(conn, "transactions", tenant))
+        fresh = can_bulk_attach(conn, "transactions", tenant)
+        warehouse_rules(conn, checked, rules, tenant, fresh)
         rejected = checked.rejected_mask()
         new = ~rejected & ~checked.duplicate_mask()
         problems = report_rows(checked, f"{SOURCE}_py transactions")
@@ -372,7 +373,8 @@ def ingest_completejourney(
         conn.execute("ANALYZE promotion_placements")
         clock = time.perf_counter()
         landed = Landed(tenant=tenant, source=SOURCE, transactions=len(frames["transactions"]),
-                        database_url=url)  # fmt: skip
+                        database_url=url, first_load=(frames["transactions"],
+                        frames["transaction_items"]) if fresh else None)  # fmt: skip
         events.in_transaction(conn, landed)
         summary.seconds["rollups"] = time.perf_counter() - clock
         conn.execute(

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +149,8 @@ def import_file(
                 txns["total_sales"],
                 database_url=url,
             )
+            if fresh:  # the tenant's first baskets: its rollups come from these frames
+                landed = replace(landed, first_load=(txns, frames["transaction_items"]))
             events.in_transaction(conn, landed)
             result.stages["rollups"] = round(time.perf_counter() - mark, 3)
             counts = {**result.written, "accepted": result.accepted,
