@@ -218,9 +218,9 @@ def _copy_text(value: str) -> str:
 
 
 def _lines_text(tenant: str, baskets: Sequence[dict], products: set[int]) -> bytes:
-    """The baskets' lines as `_COPY_LINES` text, in key order (`_MERGE`'s hash join inserts
-    them in batch order: the same rows); adds their product ids to `products`. A batch's ~40k
-    lines have a few thousand distinct (quantity, amounts): each is rendered once."""
+    """The baskets' lines as `_COPY_LINES` text, in primary-key order (baskets by id, lines
+    numbered as sent: the index takes ascending keys); adds their product ids to `products`. A
+    batch's ~40k lines have a few thousand distinct (quantity, amounts): each is rendered once."""
     head = _copy_text(tenant) + "\t"
     rendered: dict[tuple, str] = {}
     out: list[str] = []

@@ -219,10 +219,14 @@ def test_popularity_windows_are_saved_with_the_scorer(tmp_path) -> None:
     rng = np.random.default_rng(5)
     data.window_buyers = rng.integers(0, 9, (5, data.n_items)).astype(np.float32)
     data.first_buyers = rng.integers(0, 9, (5, data.n_items)).astype(np.float32)
+    data.recent_buyers = data.window_buyers[1].copy()  # the 28-day row, as protocol_split sets
     scorer = HybridScorer(None, data, n_neighbours=5)
     scorer.blend = fit_blend(scorer, HybridConfig(neg_bought=5, neg_random=5))
     scorer.save(tmp_path / "hybrid")
+    with np.load(tmp_path / "hybrid" / "hybrid.npz") as z:  # kept once, as the window's row
+        assert "recent_buyers" not in z.files and "window_buyers" in z.files
     loaded = HybridScorer.load(tmp_path / "hybrid")
+    np.testing.assert_array_equal(loaded.recent_buyers, scorer.recent_buyers)
     users = np.arange(6)
     items = np.tile(np.arange(data.n_items), (6, 1))
     np.testing.assert_array_equal(loaded.features(users, items), scorer.features(users, items))

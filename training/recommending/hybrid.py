@@ -131,7 +131,8 @@ class HybridScorer:
             department=d.department,
             product_category=d.product_category,
             brand=d.brand,
-            recent_buyers=self.recent_buyers,
+            # the 28-day counts are window_buyers' row when the windows are saved
+            **({"recent_buyers": self.recent_buyers} if d.window_buyers is None else {}),
             **({} if self.als is None else {"als_user": self.als[0], "als_item": self.als[1]}),
             **{k: getattr(d, k) for k in ("window_buyers", "first_buyers")
                if getattr(d, k) is not None},
@@ -191,7 +192,7 @@ class HybridScorer:
             is_new=np.empty(0, bool),
             split_time=np.datetime64(meta["split_time"]),
             skipped={},
-            recent_buyers=a.get("recent_buyers"),
+            recent_buyers=a.get("recent_buyers", _recent_row(a.get("window_buyers"))),
             window_buyers=a.get("window_buyers"),
             first_buyers=a.get("first_buyers"),
             decayed=(
@@ -216,21 +217,25 @@ class HybridScorer:
             als=(a["als_user"], a["als_item"]) if "als_user" in a else None,
         )
 
-    def features(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """[E, K, F] FEATURES of users [E] x items [E, K]."""
+    def features(
+        self, users: np.ndarray, items: np.ndarray, neighbours: tuple | None = None
+    ) -> np.ndarray:
+        """[E, K, F] FEATURES of users [E] x items [E, K]. `neighbours`: the distinct users'
+        (`np.unique(users)`) `_co_scores` and `_peer_shares` rows when the caller has them."""
         users = np.asarray(users, np.int64)
         items = np.asarray(items, np.int64)
         # Dense rows once per distinct user (a blend sample repeats each user ~50 times).
         uniq, inv = np.unique(users, return_inverse=True)
         r = inv.reshape(-1)[:, None]
+        co, peers = neighbours or (self._co_scores(uniq), self._peer_shares(uniq))
         count = self.train[uniq].toarray()[r, items]
         days = self.last[uniq].toarray()[r, items]
         b = (count > 0).astype(np.float32)
         n = 1.0 - b
         interval = self.span[users][:, None] / np.maximum(count, 1.0)
         log_due = np.log(np.maximum(days, 1.0) / interval)
-        knn = np.log1p(self._co_scores(uniq))[r, items]
-        uknn = np.log(self._peer_shares(uniq)[r, items] + 1e-3)
+        knn = np.log1p(co)[r, items]
+        uknn = np.log(peers[r, items] + 1e-3)
         ncf = ncf_scores(self.ncf, users, items) if self.ncf is not None else np.zeros_like(b)
         pop = self.pop[items]
         recent = self.recent[items]
@@ -278,8 +283,14 @@ class HybridScorer:
         ]
         return np.stack(cols, axis=-1).astype(np.float32)
 
-    def score(self, users: np.ndarray, items: np.ndarray, chunk: int = 256) -> np.ndarray:
-        """Blended scores of users [E] x items [E, K]."""
+    def score(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        chunk: int = 256,
+        neighbours: tuple | None = None,
+    ) -> np.ndarray:
+        """Blended scores of users [E] x items [E, K] (`neighbours`: see `features`; one user)."""
         out = np.empty(np.shape(items), np.float32)
         if self.blend.is_ncf_only and self.ncf is not None:  # NCF alone: skip the other features
             for s in range(0, len(users), chunk):
@@ -288,7 +299,7 @@ class HybridScorer:
                 )
             return out
         for s in range(0, len(users), chunk):
-            f = self.features(users[s : s + chunk], items[s : s + chunk])
+            f = self.features(users[s : s + chunk], items[s : s + chunk], neighbours)
             out[s : s + chunk] = self.blend(f)
         return out
 
@@ -311,20 +322,25 @@ class HybridScorer:
                     u, np.broadcast_to(np.arange(n_items), (len(u), n_items))
                 )
                 continue
-            mask = self.pool_mask(u, min_pool)
+            co, peers = self._co_scores(u), self._peer_shares(u)  # for the pool and features
+            mask = self.pool_mask(u, min_pool, (co, peers))
             out[s : s + chunk] = -np.inf
             for j, row in enumerate(mask):
                 idx = np.flatnonzero(row)
-                out[s + j, idx] = self.score(u[j : j + 1], idx[None, :])[0]
+                rows = (co[j : j + 1], peers[j : j + 1])
+                out[s + j, idx] = self.score(u[j : j + 1], idx[None, :], neighbours=rows)[0]
         return out
 
-    def pool_mask(self, users: np.ndarray, min_pool: int = 0) -> np.ndarray:
-        """[E, I] bool: the items `score_all` scores for each user (see HybridConfig.pool)."""
+    def pool_mask(
+        self, users: np.ndarray, min_pool: int = 0, neighbours: tuple | None = None
+    ) -> np.ndarray:
+        """[E, I] bool: the items `score_all` scores for each user (see HybridConfig.pool).
+        `neighbours`: the users' `_co_scores` and `_peer_shares` rows when the caller has them."""
         users = np.asarray(users, np.int64)
         n_items = self.train.shape[1]
         k = min(self.pool, n_items)
         mask = self.binary[users].toarray() > 0
-        for score in (self._co_scores(users), self._peer_shares(users)):
+        for score in neighbours or (self._co_scores(users), self._peer_shares(users)):
             top = np.argpartition(-score, k - 1, axis=1)[:, :k]
             np.put_along_axis(mask, top, True, axis=1)
         kp = min(max(k, min_pool), n_items)
@@ -345,3 +361,10 @@ class HybridScorer:
         """The user's typical days between purchases of `item` (None if bought < 2 times)."""
         count = float(self.train[user, item])
         return float(self.span[user] / count) if count >= 2 else None
+
+
+def _recent_row(window_buyers: np.ndarray | None) -> np.ndarray | None:
+    """The RECENT_DAYS row of saved window counts (None without them)."""
+    from training.recommending.data import RECENT_DAYS
+
+    return None if window_buyers is None else window_buyers[POPULARITY_WINDOWS.index(RECENT_DAYS)]
