@@ -11,8 +11,8 @@ Days are business days, as in `store_daily_sales`: transaction time (UTC) − 5 
 the Monday of the business day; hours are business-local.
 
 `refresh` runs inside the writer's transaction, so rollups change with the data or not at all.
-Three ways, one set of statements (staged baskets → per basket × category → one insert per
-table):
+Three ways share one set of statements (staged baskets → per basket × category → one insert
+per table); a fourth, for a tenant's first load, aggregates the writer's frames instead:
 
 - delta (`add_baskets`): the writer staged exactly the baskets it inserted (`Landed.new_baskets`,
   core/events.py; re-deliveries it skipped are not among them). Only those baskets and their
