@@ -152,7 +152,7 @@ def _rows(
     ).reset_index()  # fmt: skip
 
     known = np.array(of_product, dtype=np.int64).reshape(-1, 2)
-    pids, cats = known[np.argsort(known[:, 0]), 0], known[np.argsort(known[:, 0]), 1]
+    pids, cats = known[np.argsort(known[:, 0])].T
     product = line["product_id"].to_numpy()
     category = np.full(len(line), unknown, dtype=np.int64)  # a line without a catalog row
     if len(pids):

@@ -153,6 +153,11 @@ def _content_codes(products: pd.DataFrame, product_ids: np.ndarray, skipped: dic
     return out
 
 
+def recent_row(window_buyers: np.ndarray | None) -> np.ndarray | None:
+    """The RECENT_DAYS row of popularity-window counts (None without them)."""
+    return None if window_buyers is None else window_buyers[POPULARITY_WINDOWS.index(RECENT_DAYS)]
+
+
 def protocol_split(
     items: pd.DataFrame,
     products: pd.DataFrame,
@@ -206,7 +211,7 @@ def protocol_split(
     train = sp.csr_matrix((pairs["count"].to_numpy(np.float32), (rows, cols)), shape=shape)
     split_time = np.datetime64(train_lines["basket_ts"].max(), "ns")
     window_buyers, first_buyers = _window_buyers(tb, pairs, cols, product_ids, split_time)
-    recent_buyers = window_buyers[POPULARITY_WINDOWS.index(RECENT_DAYS)].copy()
+    recent_buyers = recent_row(window_buyers).copy()
     days = (split_time - pairs["last"].to_numpy("datetime64[ns]")) // _DAY + 1
     last_bought = sp.csr_matrix((days.astype(np.float32), (rows, cols)), shape=shape)
 

@@ -154,7 +154,7 @@ class HybridScorer:
     @classmethod
     def load(cls, path: str | Path) -> HybridScorer:
         """Rebuild what `save` wrote (neighbour tables are recomputed: seconds, at load time)."""
-        from training.recommending.data import RecData
+        from training.recommending.data import RecData, recent_row
 
         path = Path(path)
         meta = json.loads((path / "hybrid.json").read_text())
@@ -192,7 +192,7 @@ class HybridScorer:
             is_new=np.empty(0, bool),
             split_time=np.datetime64(meta["split_time"]),
             skipped={},
-            recent_buyers=a.get("recent_buyers", _recent_row(a.get("window_buyers"))),
+            recent_buyers=a.get("recent_buyers", recent_row(a.get("window_buyers"))),
             window_buyers=a.get("window_buyers"),
             first_buyers=a.get("first_buyers"),
             decayed=(
@@ -361,10 +361,3 @@ class HybridScorer:
         """The user's typical days between purchases of `item` (None if bought < 2 times)."""
         count = float(self.train[user, item])
         return float(self.span[user] / count) if count >= 2 else None
-
-
-def _recent_row(window_buyers: np.ndarray | None) -> np.ndarray | None:
-    """The RECENT_DAYS row of saved window counts (None without them)."""
-    from training.recommending.data import RECENT_DAYS
-
-    return None if window_buyers is None else window_buyers[POPULARITY_WINDOWS.index(RECENT_DAYS)]
