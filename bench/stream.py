@@ -132,9 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         import redis
 
+        from core.redis_keys import delete_matching
+
         client = redis.Redis.from_url(endpoints.redis_url)
-        for key in client.scan_iter(match=f"*{project}".encode(), count=1000):
-            client.delete(key)
+        delete_matching(client, f"*{project}")
         client.close()
         with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

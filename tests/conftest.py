@@ -51,14 +51,12 @@ def _drop_online_keys(redis_url: str, project: str) -> None:
     """Feast keys end with their project name; remove this session's (and its tenants')."""
     import redis
 
+    from core.redis_keys import delete_matching
+
     client = redis.Redis.from_url(redis_url)
     try:
-        for key in client.scan_iter(match=f"*{project}*".encode(), count=1000):
-            client.delete(key)
-        # batch scores (`retailpulse score`): `pred:` / `predmeta:` keys of the test database
-        for pattern in (b"pred:*", b"predmeta:*"):
-            for key in client.scan_iter(match=pattern, count=1000):
-                client.delete(key)
+        # and batch scores (`retailpulse score`): `pred:` / `predmeta:` keys of the test database
+        delete_matching(client, f"*{project}*", "pred:*", "predmeta:*")
     finally:
         client.close()
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from core.redis_keys import delete_matching
+
 PASSWORD = "correct horse battery staple"
 
 
@@ -84,10 +86,7 @@ def bearer(token: str, **headers: str) -> dict[str, str]:
 def _clear_redis_keys(patterns: tuple[str, ...]) -> None:
     from accounts.sessions import sync_redis
 
-    r = sync_redis()
-    for pattern in patterns:
-        for key in r.scan_iter(match=pattern, count=1000):
-            r.delete(key)
+    delete_matching(sync_redis(), *patterns)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from feast.infra.online_stores.helpers import _mmh3, _redis_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
+from core.redis_keys import delete_matching
 from features.catalog import CUSTOMER_RFM, SEGMENTER_FEATURES
 from features.online import OnlineReader, feature_field
 
@@ -66,9 +67,7 @@ def materialized(warehouse_env):
     project = project_for(TENANT)
     yield project
     client = redis.Redis.from_url(os.environ["RETAILPULSE_REDIS_URL"])
-    stale = list(client.scan_iter(match=b"*" + project.encode()))
-    if stale:
-        client.delete(*stale)
+    delete_matching(client, f"*{project}")
     reset_feature_stores()
 
 

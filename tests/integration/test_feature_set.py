@@ -12,6 +12,7 @@ import psycopg
 import pytest
 import redis
 
+from core.redis_keys import delete_matching
 from features.catalog import CUSTOMER_BEHAVIOUR, CUSTOMER_DEMOGRAPHICS, PRODUCT_STATS
 from features.customer_behaviour import compute_customer_behaviour
 from features.customer_demographics import compute_customer_demographics
@@ -295,9 +296,7 @@ def test_online_reads_of_the_new_views_after_materialize(warehouse_env, conn):
         assert products.get(12)["units_91d"] == 7
     finally:
         client = redis.Redis.from_url(url)
-        stale = list(client.scan_iter(match=b"*" + project.encode()))
-        if stale:
-            client.delete(*stale)
+        delete_matching(client, f"*{project}")
         reset_feature_stores()
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from core.redis_keys import delete_matching
 from tests.factories import serving
 from tests.integration.test_forecast_serving_kept import (
     _move_watermark,
@@ -123,9 +124,7 @@ def scored_world(warehouse_env):
         _move_watermark(conn)
         yield conn
     client = _redis()
-    for pattern in ("pred:default:forecaster:*", "predmeta:default:forecaster"):
-        for key in client.scan_iter(match=pattern):
-            client.delete(key)
+    delete_matching(client, "pred:default:forecaster:*", "predmeta:default:forecaster")
     client.close()
 
 

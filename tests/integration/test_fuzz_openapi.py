@@ -24,6 +24,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.python import asgi as schemathesis_asgi
 
+from core.redis_keys import delete_matching
 from tests.integration.conftest import Accounts, bearer
 
 pytestmark = pytest.mark.integration
@@ -228,9 +229,7 @@ def fuzz_warehouse(warehouse_env: str, accounts: Accounts, quiet_outbound: None)
 def _clear_tenant_cache(tenant: str) -> None:
     from accounts.sessions import sync_redis
 
-    r = sync_redis()
-    for key in r.scan_iter(match=f"analytics:{tenant}:*", count=1000):
-        r.delete(key)
+    delete_matching(sync_redis(), f"analytics:{tenant}:*")
 
 
 # ----------------------------------------------------------------------------- tests

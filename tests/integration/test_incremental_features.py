@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import redis
 
+from core.redis_keys import delete_matching
 from features.catalog import CUSTOMER_RFM, FEATURE_VIEWS
 from features.refresh import refresh_features
 
@@ -131,7 +132,10 @@ def test_carried_rfm_needs_the_previous_snapshot_time():
 
 
 def _hashes(client: redis.Redis, project: str) -> dict[bytes, dict[bytes, bytes]]:
-    return {key: client.hgetall(key) for key in client.scan_iter(match=b"*" + project.encode())}
+    return {
+        key: client.hgetall(key)
+        for key in client.scan_iter(match=b"*" + project.encode(), count=1000)
+    }
 
 
 def test_online_writer_writes_the_bytes_feast_writes(warehouse_env, conn):
@@ -172,7 +176,5 @@ def test_online_writer_writes_the_bytes_feast_writes(warehouse_env, conn):
         )
         assert again == 0
     finally:
-        stale = list(client.scan_iter(match=b"*" + project.encode()))
-        if stale:
-            client.delete(*stale)
+        delete_matching(client, f"*{project}")
         reset_feature_stores()
