@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import yaml
 
 from core.services import free_port
+from training.forecasting.config import FORECASTER_CONFIG
 from training.models.anomaly import CONFIG_PATH as ANOMALY_CONFIG
 
 
@@ -31,7 +33,13 @@ def served(sample_warehouse, ray_session, tmp_path_factory):
     assert counts["online_customers"] == 100
     outcome = segmenter(quick=True)
     assert outcome["promoted"], outcome
-    forecast = train_forecaster(quick=True, tune=False, challenger=False)
+    # the quick profile's LSTM for 3 epochs instead of 12 (these tests check the pipeline and
+    # the routes, not the forecast's quality): its three trainings took 230 s of this setup
+    forecaster_cfg = yaml.safe_load(FORECASTER_CONFIG.read_text())
+    forecaster_cfg["profiles"]["quick"]["lstm"].update(max_epochs=3, patience=1)
+    forecaster_yaml = tmp_path_factory.mktemp("cfg") / "forecaster.yaml"
+    forecaster_yaml.write_text(yaml.safe_dump(forecaster_cfg))
+    forecast = train_forecaster(quick=True, tune=False, challenger=False, config=forecaster_yaml)
     assert forecast["promoted"], forecast
     churn = train_churn(quick=True)
     assert churn["promoted"], churn
