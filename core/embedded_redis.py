@@ -12,6 +12,7 @@ restarted Redis must answer at the same address with the same data:
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from core.errors import ServiceUnavailable
@@ -103,6 +104,7 @@ class EmbeddedRedis:
         # loading a large append-only file takes a while before the port opens
         pid = spawn(self.command(port), self.root, self.root / "redis.log", port, 60)
         self.state.update(self.name, {"port": port, "pid": pid})
+        _wait_loaded(port, 60)
         return self.url(port)
 
     def stop(self) -> bool:
@@ -112,6 +114,31 @@ class EmbeddedRedis:
         if info.get("port"):
             self.state.update(self.name, {"port": info["port"], "pid": None})
         return terminate(pid)
+
+
+def _wait_loaded(port: int, timeout_s: float) -> None:
+    """Return once the server on `port` answers PING: it opens its port before it has reloaded
+    its append-only file, and until then every command fails with "Redis is loading the dataset
+    in memory" (seen right after a restart with data)."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError):
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailable(
+                        f"the embedded Redis on port {port} did not finish loading its data"
+                        f" within {timeout_s:.0f} s (see its redis.log)",
+                        details={"service": "redis", "port": port},
+                    ) from None
+                time.sleep(0.05)
+    finally:
+        client.close()
 
 
 __all__ = ["EmbeddedRedis", "PERSISTENCE"]
