@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from core.errors import ServiceUnavailable
-from core.services import _pid_alive, _State, free_port, port_open, spawn, terminate
+from core.services import _pid_alive, _probe, _State, free_port, port_open, spawn, terminate
 
 # redis-server settings (redis.conf names). `appendfsync everysec` is Redis' default trade-off:
 # a process kill loses nothing (writes reach the file before the reply), a power cut ≤ 1 s.
@@ -82,10 +82,16 @@ class EmbeddedRedis:
         return None
 
     def start(self) -> str:
-        """Reuse the running server, else start one on the recorded port (a new one at first)."""
+        """Reuse the running server, else start one on the recorded port (a new one at first);
+        either way, return once it answers commands (`_wait_loaded`)."""
+        port = self._running_or_spawned()
+        _wait_loaded(self.url(port), 60)
+        return self.url(port)
+
+    def _running_or_spawned(self) -> int:
         port = self.running_port()
         if port:
-            return self.url(port)
+            return port
         self.root.mkdir(parents=True, exist_ok=True)
         port = self._recorded().get("port")
         if port and port_open("127.0.0.1", port):
@@ -99,13 +105,11 @@ class EmbeddedRedis:
                     details={"service": self.name, "port": port, "home": str(self.home)},
                 )
             self.state.update(self.name, {"port": port, "pid": pid})
-            return self.url(port)
+            return port
         port = port or free_port()
-        # loading a large append-only file takes a while before the port opens
         pid = spawn(self.command(port), self.root, self.root / "redis.log", port, 60)
         self.state.update(self.name, {"port": port, "pid": pid})
-        _wait_loaded(port, 60)
-        return self.url(port)
+        return port
 
     def stop(self) -> bool:
         """Stop the server (it saves its data on SIGTERM); the port stays recorded for reuse."""
@@ -116,29 +120,25 @@ class EmbeddedRedis:
         return terminate(pid)
 
 
-def _wait_loaded(port: int, timeout_s: float) -> None:
-    """Return once the server on `port` answers PING: it opens its port before it has reloaded
-    its append-only file, and until then every command fails with "Redis is loading the dataset
-    in memory" (seen right after a restart with data)."""
+def _wait_loaded(url: str, timeout_s: float) -> None:
+    """Return once the server at `url` answers PING (`core.services._probe`): it opens its port
+    before it has reloaded its append-only file, and until then every command fails with
+    "Redis is loading the dataset in memory" (seen right after a restart with data)."""
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
     deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            try:
-                client.ping()
-                return
-            except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError):
-                if time.monotonic() > deadline:
-                    raise ServiceUnavailable(
-                        f"the embedded Redis on port {port} did not finish loading its data"
-                        f" within {timeout_s:.0f} s (see its redis.log)",
-                        details={"service": "redis", "port": port},
-                    ) from None
-                time.sleep(0.05)
-    finally:
-        client.close()
+    while True:
+        try:
+            _probe("redis", url, 6379, 2.0)
+            return
+        except redis.exceptions.ConnectionError:  # BusyLoadingError is one
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"the embedded Redis at {url} did not finish loading its data within"
+                    f" {timeout_s:.0f} s (see its redis.log)",
+                    details={"service": "redis", "url": url},
+                ) from None
+            time.sleep(0.05)
 
 
 __all__ = ["EmbeddedRedis", "PERSISTENCE"]
