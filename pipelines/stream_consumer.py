@@ -45,7 +45,12 @@ from integrations.messages import (
     TRANSACTIONS_TOPIC,
     RejectedMessage,
 )
-from integrations.warehouse import BatchResult, ensure_tenant_partitions, write_batch
+from integrations.warehouse import (
+    BatchResult,
+    ensure_tenant_partitions,
+    insert_dimensions,
+    write_batch,
+)
 from pipelines.stream_batches import Batch, FromCommitted, Job, Loop
 from pipelines.stream_features import OnlineRfmWriter, StreamRfm
 
@@ -194,14 +199,19 @@ class StreamConsumer:
                     tenant=self.cfg.tenant,
                     baskets=list(batch.baskets.values()),
                     inventory=list(batch.inventory.values()),
+                    dimensions=False,
                 )
                 t = timed("db_merge", t)
-                # the rollups' staging of this batch's own lines, before it waits for the batch
-                # before it to commit (the RFM read of its lines stays after: the merge, this
-                # and the wait are about as long as the rollups and the RFM read)
+                # what reads only this batch's own lines (the rollups' staging, the line-item
+                # part of its customers' RFM rows) goes before it waits for the batch before it
+                # to commit: it overlaps that batch's rollups and RFM read, which wait for it
                 landed = land_baskets(
                     conn, tenant=self.cfg.tenant, source="stream", result=result,
                     sent=batch.baskets.keys(), database_url=self.cfg.database_url, refresh=False,
+                )  # fmt: skip
+                new_lines = self._rfm.new_lines(
+                    conn, tenant=self.cfg.tenant, transaction_ids=result.transaction_ids,
+                    buyers=result.buyers,
                 )  # fmt: skip
                 t = timed("prepare", t)
                 # the tenant's rollup lock, before the next batch may start its merge: batches
@@ -209,6 +219,10 @@ class StreamConsumer:
                 lock_tenant(conn, self.cfg.tenant)
                 job.merged.set()
                 t = timed("wait_previous", t)
+                # ids first seen in this batch: after the batch before has committed, which
+                # may have added some of them (inserting one it holds uncommitted waits)
+                insert_dimensions(conn, self.cfg.tenant, result)
+                t = timed("dimensions", t)
                 if landed is not None:
                     events.in_transaction(conn, landed)
                     t = timed("rollups", t)
@@ -217,7 +231,7 @@ class StreamConsumer:
                 as_of = _as_of(result.newest)
                 read = self._rfm.rows(
                     conn, tenant=self.cfg.tenant, transaction_ids=result.transaction_ids,
-                    buyers=result.buyers, as_of=as_of,
+                    buyers=result.buyers, as_of=as_of, new=new_lines,
                 )  # fmt: skip
                 t = timed("rfm_query", t)
         except psycopg.OperationalError:

@@ -188,9 +188,11 @@ class StreamRfm:
         transaction_ids: Sequence[int],
         buyers: Sequence[int],
         as_of: datetime,
+        new: dict[int, _Lines] | None = None,
     ) -> RfmRead:
         """RFM features (SEGMENTER_FEATURES order) at `as_of` of the customers (`buyers`) of the
-        baskets `transaction_ids` this transaction inserted."""
+        baskets `transaction_ids` this transaction inserted. `new`: `new_lines` of the same
+        baskets, read earlier in the transaction (else read here)."""
         read = RfmRead()
         out, keep = read.rows, read.lines
         customers = sorted(set(buyers))
@@ -198,7 +200,9 @@ class StreamRfm:
             return read
         params = {"tenant": tenant, "customers": customers, "as_of": as_of,
                   "ids": list(transaction_ids), "buyers": list(buyers)}  # fmt: skip
-        new = _lines_of(conn, _NEW_BASKETS, params)
+        if new is None:
+            new = self.new_lines(conn, tenant=tenant, transaction_ids=transaction_ids,
+                                 buyers=buyers)  # fmt: skip
         basket_rows = conn.execute(_BASKETS_FOR, params).fetchall()
         reread, full = [], []
         for customer, n, id_sum, before_clock, *features in basket_rows:
@@ -227,6 +231,20 @@ class StreamRfm:
             out.update(rfm_for_customers(conn, tenant=tenant, customers=full, as_of=as_of))
             read.dropped = full
         return read
+
+    @staticmethod
+    def new_lines(
+        conn: psycopg.Connection, *, tenant: str, transaction_ids: Sequence[int],
+        buyers: Sequence[int],
+    ) -> dict[int, _Lines]:  # fmt: skip
+        """The line-item part per customer of the baskets `transaction_ids` (customers
+        `buyers`, same order) this transaction inserted. It reads only those baskets' own lines,
+        which no other writer changes, and touches nothing kept: a writer may call it before it
+        waits for the writer before it (the stream consumer does), then pass it to `rows`."""
+        if not transaction_ids:
+            return {}
+        params = {"tenant": tenant, "ids": list(transaction_ids), "buyers": list(buyers)}
+        return _lines_of(conn, _NEW_BASKETS, params)
 
     def keep(self, read: RfmRead) -> None:
         """The transaction `read` was read in has committed: keep its line-item parts."""

@@ -37,6 +37,12 @@ def _batch(conn, rfm: StreamRfm | None, baskets: list[dict]) -> tuple[RfmRead, d
     as_of = max(b["timestamp"] for b in baskets).replace(microsecond=0) + timedelta(seconds=1)
     read = rfm.rows(conn, tenant=TENANT, transaction_ids=result.transaction_ids,
                     buyers=result.buyers, as_of=as_of)  # fmt: skip
+    # the consumer reads the batch's own lines earlier in the transaction and passes them in
+    new = StreamRfm.new_lines(conn, tenant=TENANT, transaction_ids=result.transaction_ids,
+                              buyers=result.buyers)  # fmt: skip
+    early = rfm.rows(conn, tenant=TENANT, transaction_ids=result.transaction_ids,
+                     buyers=result.buyers, as_of=as_of, new=new)  # fmt: skip
+    assert (early.rows, early.lines, early.dropped) == (read.rows, read.lines, read.dropped)
     want = rfm_for_customers(conn, tenant=TENANT, customers=result.customers, as_of=as_of)
     return read, want
 
