@@ -12,16 +12,26 @@ MAX_CATEGORY_ID = 32767  # basket_sets packs ids as int16
 # Business-local time of a basket.
 LOCAL_TS = f"((t.transaction_timestamp AT TIME ZONE 'UTC') - interval '{BUSINESS_DAY_HOURS} hours')"
 
-# `new_customer`: the basket's customer counts towards sales_daily.customers of its store-day
+# `into`: _rp_baskets (`prepare`: _rp_baskets_pre). `new_customer`: the basket's customer counts towards sales_daily.customers of its store-day
 # (rebuilds: every basket, the count is distinct; deltas: see FIRST_AT_STORE_DAY).
 STAGE = f"""
-CREATE TEMP TABLE _rp_baskets ON COMMIT DROP AS
+CREATE TEMP TABLE {{into}} ON COMMIT DROP AS
 SELECT t.transaction_id, t.store_id, t.customer_id,
        ({LOCAL_TS})::date AS day, extract(hour FROM {LOCAL_TS})::smallint AS hour,
        ({LOCAL_TS})::date - (extract(isodow FROM {LOCAL_TS})::int - 1) AS week,
        t.total_sales, t.total_discount, t.item_count, {{new_customer}} AS new_customer
 FROM {{source}}
 WHERE t.tenant_id = %(tenant)s {{window}}
+"""
+
+# The same rows from `prepare`'s staging of them (`_rp_baskets_pre`, staged before the writer
+# waited for the tenant's lock with `new_customer` still to decide: that probe reads what other
+# writers committed, so it runs here, under the lock).
+STAGE_PREPARED = """
+CREATE TEMP TABLE _rp_baskets ON COMMIT DROP AS
+SELECT b.transaction_id, b.store_id, b.customer_id, b.day, b.hour, b.week, b.total_sales,
+       b.total_discount, b.item_count, {new_customer} AS new_customer
+FROM _rp_baskets_pre b
 """
 
 # A new basket's customer is new to its store-day when no other basket (one not staged) has that
@@ -35,6 +45,14 @@ FIRST_AT_STORE_DAY = f"""NOT EXISTS (
     WHERE o.tenant_id = %(tenant)s AND o.customer_id = t.customer_id AND o.store_id = t.store_id
       AND o.transaction_timestamp >= {DAY_UTC.format(plus=0)}
       AND o.transaction_timestamp < {DAY_UTC.format(plus=1)}
+      AND o.transaction_id NOT IN (SELECT transaction_id FROM {{new}}))"""
+# The same probe for a staged basket `b` (its business day already computed).
+DAY_UTC_STAGED = f"(b.day + {{plus}} + interval '{BUSINESS_DAY_HOURS} hours') AT TIME ZONE 'UTC'"
+FIRST_AT_STORE_DAY_STAGED = f"""NOT EXISTS (
+    SELECT 1 FROM transactions o
+    WHERE o.tenant_id = %(tenant)s AND o.customer_id = b.customer_id AND o.store_id = b.store_id
+      AND o.transaction_timestamp >= {DAY_UTC_STAGED.format(plus=0)}
+      AND o.transaction_timestamp < {DAY_UTC_STAGED.format(plus=1)}
       AND o.transaction_id NOT IN (SELECT transaction_id FROM {{new}}))"""
 
 # The staged baskets' rows of transactions (`t`) and line items (`i`). A rebuild joins them as
@@ -104,6 +122,23 @@ SELECT %(tenant)s, i.product_id, b.week, sum(i.sales_value), sum(i.quantity), co
 FROM _rp_baskets b {items}
 GROUP BY i.product_id, b.week
 ORDER BY i.product_id, b.week  -- primary-key order: appends to the index instead of seeking
+{conflict}
+"""
+
+# A delta's product × week rows, aggregated by `prepare` from the writer's own baskets before
+# it waited for the tenant's lock (`_rp_pw_pre`), then only upserted under it.
+PRODUCT_WEEKLY_PRE = """
+CREATE TEMP TABLE _rp_pw_pre ON COMMIT DROP AS
+SELECT i.product_id, b.week, sum(i.sales_value) AS revenue, sum(i.quantity) AS units,
+       count(*) AS lines, sum(i.retail_disc + i.coupon_disc + i.coupon_match_disc) AS discounts
+FROM _rp_baskets_pre b {items}
+GROUP BY i.product_id, b.week
+"""
+PRODUCT_WEEKLY_PREPARED = """
+INSERT INTO product_weekly (tenant_id, product_id, week, revenue, units, lines, discounts)
+SELECT %(tenant)s, product_id, week, revenue, units, lines, discounts
+FROM _rp_pw_pre
+ORDER BY product_id, week
 {conflict}
 """
 

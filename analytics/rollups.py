@@ -102,8 +102,8 @@ def refresh(conn: psycopg.Connection, landed: Landed) -> None:
         rollup_frames.load(conn, landed.tenant, *landed.first_load)
         how = "first load, from the writer's frames"
     elif landed.new_baskets is not None and not landed.everything:
-        add_baskets(conn, tenant=landed.tenant, new_baskets=landed.new_baskets)
-        how = f"delta {landed.first_day}..{landed.last_day}"
+        prepared = add_baskets(conn, tenant=landed.tenant, new_baskets=landed.new_baskets)
+        how = f"delta {landed.first_day}..{landed.last_day}" + (", prepared" if prepared else "")
     else:
         rebuild(conn, tenant=landed.tenant, window=window_of(landed))
         how = "full" if landed.everything else f"{landed.first_day}..{landed.last_day}"
@@ -112,29 +112,46 @@ def refresh(conn: psycopg.Connection, landed: Landed) -> None:
 
 
 def prepare(conn: psycopg.Connection, landed: Landed) -> None:
-    """Before the writer takes the tenant's lock (`core.events.prepare`): stage per basket ×
-    category the lines of the baskets staged in `landed.new_baskets`, which no other writer
-    changes, for the `add_baskets` of the same transaction (the stream consumer overlaps this
-    with the previous batch's rollups)."""
+    """Before the writer takes the tenant's lock (`core.events.prepare`): stage what reads only
+    the baskets staged in `landed.new_baskets` and their lines, which no other writer changes,
+    for the `add_baskets` of the same transaction: the baskets (their business day, hour and
+    week; whether each customer is new to its store-day reads other writers' baskets and is
+    left to `add_baskets`), per basket × category their lines, and their product × week sums.
+    The stream consumer overlaps this with the previous batch's rollups; under the lock there
+    remain the new-customer probe and the upserts."""
     if landed.new_baskets is None or landed.everything:
         return
     new = landed.new_baskets
+    params = {"tenant": landed.tenant}
     with _delta_settings(conn):
-        conn.execute("DROP TABLE IF EXISTS _rp_bc_pre, _rp_pre_of")
+        conn.execute(f"DROP TABLE IF EXISTS {', '.join(_PREPARED)}")
+        conn.execute(q.STAGE.format(into="_rp_baskets_pre", source=q.EACH_BASKET.format(new=new),
+                                    window="", new_customer="NULL::boolean"), params)  # fmt: skip
         conn.execute(q.BASKET_CATEGORIES.format(into="_rp_bc_pre", baskets=new, items=q.EACH_ITEMS,
-                                                categories="LEFT"), {"tenant": landed.tenant})  # fmt: skip
+                                                categories="LEFT"), params)  # fmt: skip
+        conn.execute(q.PRODUCT_WEEKLY_PRE.format(items=q.EACH_ITEMS), params)
         conn.execute(f"CREATE TEMP TABLE _rp_pre_of ON COMMIT DROP AS"
                      f" SELECT count(*) AS n, sum(transaction_id) AS ids FROM {new}")  # fmt: skip
 
 
+# what `prepare` stages: baskets (without the new-customer probe), basket x category, product x
+# week, and which baskets it was made for
+_PREPARED = ("_rp_baskets_pre", "_rp_bc_pre", "_rp_pw_pre", "_rp_pre_of")
+
+
 def _take_prepared(conn: psycopg.Connection, new_baskets: str) -> bool:
-    """`prepare`'s staging becomes `_rp_bc` if it was made for the baskets staged now."""
+    """Whether `prepare`'s staging was made for the baskets staged now: then its basket x
+    category rows become `_rp_bc` and its `_rp_baskets_pre` and `_rp_pw_pre` stay for
+    `_stage` and `add_baskets` (which drop them); otherwise all of it is dropped."""
     if not conn.execute("SELECT to_regclass('pg_temp._rp_pre_of') IS NOT NULL").fetchone()[0]:
         return False
     same = conn.execute(f"SELECT (SELECT (n, ids) FROM _rp_pre_of) IS NOT DISTINCT FROM"
                         f" (SELECT (count(*), sum(transaction_id)) FROM {new_baskets})").fetchone()[0]  # fmt: skip
-    conn.execute("DROP TABLE _rp_pre_of")
-    conn.execute("ALTER TABLE _rp_bc_pre RENAME TO _rp_bc" if same else "DROP TABLE _rp_bc_pre")
+    if same:
+        conn.execute("DROP TABLE _rp_pre_of")
+        conn.execute("ALTER TABLE _rp_bc_pre RENAME TO _rp_bc")
+    else:
+        conn.execute(f"DROP TABLE {', '.join(_PREPARED)}")
     return bool(same)
 
 
@@ -148,21 +165,26 @@ def _delta_settings(conn: psycopg.Connection) -> Iterator[None]:
     conn.execute("SELECT set_config('jit', %s, true), set_config('work_mem', %s, true)", before)
 
 
-def add_baskets(conn: psycopg.Connection, *, tenant: str, new_baskets: str) -> None:
+def add_baskets(conn: psycopg.Connection, *, tenant: str, new_baskets: str) -> bool:
     """Add the baskets listed in the temporary table `new_baskets` (transaction_id; inserted by
-    this transaction, so in no rollup yet) to the tenant's rollups."""
+    this transaction, so in no rollup yet) to the tenant's rollups; returns whether `prepare`'s
+    staging of them was used."""
     lock_tenant(conn, tenant)
     params = {"tenant": tenant}
     with _delta_settings(conn):
         # no ANALYZE of the staged tables: a batch's few thousand rows are hash-joined whatever
         # their statistics, and three ANALYZEs cost ~10% of a 5,000-basket delta
-        _stage(conn, params, source=q.EACH_BASKET.format(new=new_baskets), items=q.EACH_ITEMS,
-               new_customer=q.FIRST_AT_STORE_DAY.format(new=new_baskets), analyze=False,
-               probe_categories=new_baskets)  # fmt: skip
-        for statement, adding in q.INSERTS.values():
+        prepared = _stage(conn, params, source=q.EACH_BASKET.format(new=new_baskets),
+                          items=q.EACH_ITEMS, analyze=False, probe_categories=new_baskets,
+                          new_customer=q.FIRST_AT_STORE_DAY.format(new=new_baskets))  # fmt: skip
+        for name, (statement, adding) in q.INSERTS.items():
+            if prepared and name == "product_weekly":
+                statement = q.PRODUCT_WEEKLY_PREPARED
             conn.execute(statement.format(days="", stores="", items=q.EACH_ITEMS, conflict=adding),
                          params)  # fmt: skip
-        conn.execute("DROP TABLE _rp_baskets, _rp_bc, _rp_units")
+        conn.execute("DROP TABLE _rp_baskets, _rp_bc, _rp_units"
+                     + (", _rp_baskets_pre, _rp_pw_pre" if prepared else ""))  # fmt: skip
+    return prepared
 
 
 def rebuild(conn: psycopg.Connection, *, tenant: str, window: Window | None = None) -> None:
@@ -231,20 +253,28 @@ def _stage(
     new_customer: str = "true",
     analyze: bool = True,
     probe_categories: str | None = None,
-) -> None:
+) -> bool:
     """Stage the baskets of `source` (`t`: transactions) in `window`, new categories, and per
     basket × category (lines by `items`) its units, revenue and lines; `analyze` the staged
     tables for the statements that join them. `probe_categories` (a delta, its new-baskets
     table: few lines, a whole catalog): take `prepare`'s staging if it was made for them, and
     look for new categories only when a line's category has no id yet (at 37k products the
-    look cost ~7 ms per stream batch)."""
+    look cost ~7 ms per stream batch). Returns whether `prepare`'s staging was taken: its
+    baskets, probed here for `new_customer` (FIRST_AT_STORE_DAY_STAGED), and its product x week
+    rows (`_rp_pw_pre`, for the caller)."""
     conn.execute("DROP TABLE IF EXISTS _rp_baskets, _rp_bc, _rp_units")
-    conn.execute(q.STAGE.format(source=source, window=window, new_customer=new_customer), params)
+    prepared = bool(probe_categories) and _take_prepared(conn, probe_categories)
+    if prepared:
+        probe = q.FIRST_AT_STORE_DAY_STAGED.format(new=probe_categories)
+        conn.execute(q.STAGE_PREPARED.format(new_customer=probe), params)
+    else:
+        conn.execute(q.STAGE.format(into="_rp_baskets", source=source, window=window,
+                                    new_customer=new_customer), params)  # fmt: skip
     if analyze:
         conn.execute("ANALYZE _rp_baskets")
     missing = True
     if probe_categories:  # new categories (scanning every product) only if a line lacks one
-        if not _take_prepared(conn, probe_categories):
+        if not prepared:
             conn.execute(q.BASKET_CATEGORIES.format(into="_rp_bc", baskets="_rp_baskets",
                                                     items=items, categories="LEFT"), params)  # fmt: skip
         missing = conn.execute(
@@ -267,3 +297,4 @@ def _stage(
     conn.execute(q.UNITS, params)
     if analyze:
         conn.execute("ANALYZE _rp_units")
+    return prepared

@@ -225,9 +225,11 @@ def test_incremental_writes_keep_the_rollups_equal_to_a_rebuild(tenant, paths, t
         )
 
 
-def test_concurrent_writers_of_one_store_day_count_its_customers_once(tenant, paths):
+def test_concurrent_writers_of_one_store_day_count_its_customers_once(tenant, paths, caplog):
     """Two batches of the same customer, store and day in two open transactions: the second
-    refresh waits for the first commit and then sees its basket (customers stays 1)."""
+    refresh waits for the first commit and then sees its basket (customers stays 1). The second
+    stages its baskets and sums before it waits (`prepare`, as the stream consumer does); its
+    new-customer probe runs after."""
     # the store and the customer exist already: the second write's dimension inserts then do
     # not wait for the first transaction, only its refresh does
     assert stream_batch(tenant, [basket(7000, "S9", 42, at(MONDAY, 12) - timedelta(7), [1])])
@@ -253,6 +255,9 @@ def test_concurrent_writers_of_one_store_day_count_its_customers_once(tenant, pa
     release.set()
     worker.join(10)
     second.join(10)
+    deltas = [r.getMessage() for r in caplog.records if "delta" in r.getMessage()]
+    # the two stream-shaped batches used their preparation; the first writer did not prepare
+    assert [", prepared" in m for m in deltas] == [True, False, True]
     assert paths() == {"delta": 3}
     kept = assert_equals_a_rebuild(tenant)
     assert [(r[1], r[5], r[6]) for r in kept["sales_daily"]] == [
