@@ -34,26 +34,27 @@ SELECT b.transaction_id, b.store_id, b.customer_id, b.day, b.hour, b.week, b.tot
 FROM _rp_baskets_pre b
 """
 
-# A new basket's customer is new to its store-day when no other basket (one not staged) has that
-# customer, store and business day: one range probe of ix_transactions_customer_ts per basket,
-# the staged ids hashed once (NOT IN; NOT EXISTS would scan them per probe: they have no index).
-DAY_UTC = (
-    f"(({LOCAL_TS})::date + {{plus}} + interval '{BUSINESS_DAY_HOURS} hours') AT TIME ZONE 'UTC'"
-)
-FIRST_AT_STORE_DAY = f"""NOT EXISTS (
+
+def _first_at_store_day(row: str, day: str) -> str:
+    """Whether basket `row`'s customer is new to its store-day (business day `day`): no other
+    basket (one not staged in `{new}`) has that customer, store and business day. One range
+    probe of ix_transactions_customer_ts per basket, the staged ids hashed once (NOT IN; NOT
+    EXISTS would scan them per probe: they have no index)."""
+
+    def utc(plus: int) -> str:
+        return f"({day} + {plus} + interval '{BUSINESS_DAY_HOURS} hours') AT TIME ZONE 'UTC'"
+
+    return f"""NOT EXISTS (
     SELECT 1 FROM transactions o
-    WHERE o.tenant_id = %(tenant)s AND o.customer_id = t.customer_id AND o.store_id = t.store_id
-      AND o.transaction_timestamp >= {DAY_UTC.format(plus=0)}
-      AND o.transaction_timestamp < {DAY_UTC.format(plus=1)}
+    WHERE o.tenant_id = %(tenant)s AND o.customer_id = {row}.customer_id
+      AND o.store_id = {row}.store_id
+      AND o.transaction_timestamp >= {utc(0)} AND o.transaction_timestamp < {utc(1)}
       AND o.transaction_id NOT IN (SELECT transaction_id FROM {{new}}))"""
-# The same probe for a staged basket `b` (its business day already computed).
-DAY_UTC_STAGED = f"(b.day + {{plus}} + interval '{BUSINESS_DAY_HOURS} hours') AT TIME ZONE 'UTC'"
-FIRST_AT_STORE_DAY_STAGED = f"""NOT EXISTS (
-    SELECT 1 FROM transactions o
-    WHERE o.tenant_id = %(tenant)s AND o.customer_id = b.customer_id AND o.store_id = b.store_id
-      AND o.transaction_timestamp >= {DAY_UTC_STAGED.format(plus=0)}
-      AND o.transaction_timestamp < {DAY_UTC_STAGED.format(plus=1)}
-      AND o.transaction_id NOT IN (SELECT transaction_id FROM {{new}}))"""
+
+
+# of a basket `t` of transactions; of a staged basket `b` (its business day computed already)
+FIRST_AT_STORE_DAY = _first_at_store_day("t", f"({LOCAL_TS})::date")
+FIRST_AT_STORE_DAY_STAGED = _first_at_store_day("b", "b.day")
 
 # The staged baskets' rows of transactions (`t`) and line items (`i`). A rebuild joins them as
 # the planner likes; a delta looks each basket up by its key (OFFSET 0 keeps the subquery a
