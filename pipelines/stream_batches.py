@@ -121,17 +121,19 @@ def reject_record(rec, reason: str, now: datetime) -> RejectedMessage:
 class Job:
     """One write of a batch (`StreamConsumer._write`), on connection `slot`. Its events let the
     next job go on: `merged` (its merge is done: the loop may start the next batch's merge on
-    the other connection), `kept` (its RFM part is kept or dropped: the next may read it),
-    `done` (its online push and events are out: the next publishes after it, in order)."""
+    the other connection), `locked` (it holds the tenant's lock: the next may queue for it, so
+    batches take it in their order), `kept` (its RFM part is kept or dropped: the next may read
+    it), `done` (its online push and events are out: the next publishes after it, in order)."""
 
     def __init__(self, batch: Batch, prev: Job | None, slot: int) -> None:
         self.batch, self.prev, self.slot = batch, prev, slot
-        self.merged, self.kept, self.done = threading.Event(), threading.Event(), threading.Event()
+        self.merged, self.locked = threading.Event(), threading.Event()
+        self.kept, self.done = threading.Event(), threading.Event()
         self.future: Future | None = None
 
     def release(self) -> None:
         """Let the next job go on (the end of this one, whatever happened)."""
-        for event in (self.merged, self.kept, self.done):
+        for event in (self.merged, self.locked, self.kept, self.done):
             event.set()
 
 

@@ -201,6 +201,7 @@ class StreamConsumer:
                     inventory=list(batch.inventory.values()),
                     dimensions=False,
                 )
+                job.merged.set()  # the next batch may merge while this one goes on
                 t = timed("db_merge", t)
                 # what reads only this batch's own lines (the rollups' staging, the line-item
                 # part of its customers' RFM rows) goes before it waits for the batch before it
@@ -214,10 +215,12 @@ class StreamConsumer:
                     buyers=result.buyers,
                 )  # fmt: skip
                 t = timed("prepare", t)
-                # the tenant's rollup lock, before the next batch may start its merge: batches
-                # take it in their order (the next one waits here for this one's commit)
+                # the tenant's rollup lock, in the batches' order: once the batch before holds
+                # it, queue for it (this waits for that batch's commit)
+                if prev is not None:
+                    prev.locked.wait()
                 lock_tenant(conn, self.cfg.tenant)
-                job.merged.set()
+                job.locked.set()
                 t = timed("wait_previous", t)
                 # ids first seen in this batch: after the batch before has committed, which
                 # may have added some of them (inserting one it holds uncommitted waits)

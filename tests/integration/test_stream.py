@@ -271,6 +271,52 @@ def test_batch_written_after_a_failed_one_counts_once(stream, warehouse_env, mon
     assert _committed(stream) == 4
 
 
+def test_overlapping_batches_write_everything_once(stream, warehouse_env):
+    """Thirty baskets in batches of three, so the two writers overlap (a batch merges while the
+    one before it prepares, refreshes the rollups and commits), nearly every one naming a
+    product no batch before it named, and the same customers at the same store-days in
+    successive batches: every basket and dimension row is there, the rollups equal a rebuild
+    (customers counted once per store-day), and each customer's online row equals the batch
+    RFM job at its clock."""
+    from analytics import rollups
+    from features.rfm import compute_customer_rfm
+    from tests.integration.test_rollups_delta import snapshot
+
+    stream.max_batch = 3
+    baskets = []
+    for i in range(30):
+        b = _basket(100 + i, 600 + i % 3, T0 + timedelta(hours=i),
+                    [(1000 + i, 1, 1.25 + i, 0.0), (1000 + i // 2, 2, 0.5, 0.1)])  # fmt: skip
+        b["store_id"] = str(400 + i % 2)
+        baskets.append(b)
+    _send(stream, baskets)
+    stats = StreamConsumer(stream).run()
+    assert (stats.messages, stats.baskets, stats.duplicates) == (30, 30, 0)
+    assert stats.batches >= 8  # batches of up to three, so writes overlapped
+    with psycopg.connect(warehouse_env) as conn:
+        one = conn.execute
+        assert one("SELECT count(*) FROM transactions").fetchone()[0] == 30
+        assert one("SELECT count(*) FROM transaction_items").fetchone()[0] == 60
+        assert {r[0] for r in one("SELECT product_id FROM products")} == set(range(1000, 1030))
+        assert {r[0] for r in one("SELECT store_id FROM stores")} == {"400", "401"}
+        assert {r[0] for r in one("SELECT customer_id FROM customers")} == {600, 601, 602}
+        kept = snapshot(conn, stream.tenant)
+        rollups.rebuild(conn, tenant=stream.tenant)
+        assert snapshot(conn, stream.tenant) == kept
+        conn.rollback()
+        for customer in (600, 601, 602):
+            online = _online(stream, customer)
+            as_of = datetime.fromtimestamp(online["_event_timestamp"], UTC)
+            # the clock of the batch with its last basket: after it, at most the last + 1 s
+            assert T0 + timedelta(hours=27 + customer - 600) < as_of
+            assert as_of <= T0 + timedelta(hours=29, seconds=1)
+            compute_customer_rfm(conn, tenant=stream.tenant, as_of=[as_of])
+            batch = one(f"SELECT {', '.join(SEGMENTER_FEATURES)} FROM customer_rfm"
+                        " WHERE customer_id = %s AND event_timestamp = %s",
+                        (customer, as_of)).fetchone()  # fmt: skip
+            assert [online[f] for f in SEGMENTER_FEATURES] == pytest.approx(list(batch))
+
+
 def test_uncommitted_batch_is_redelivered_to_the_next_consumer(stream, warehouse_env):
     """A consumer that dies after the database commit but before the offset commit leaves
     the batch to the next one, which writes nothing twice."""
