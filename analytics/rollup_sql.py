@@ -12,8 +12,9 @@ MAX_CATEGORY_ID = 32767  # basket_sets packs ids as int16
 # Business-local time of a basket.
 LOCAL_TS = f"((t.transaction_timestamp AT TIME ZONE 'UTC') - interval '{BUSINESS_DAY_HOURS} hours')"
 
-# `into`: _rp_baskets (`prepare`: _rp_baskets_pre). `new_customer`: the basket's customer counts towards sales_daily.customers of its store-day
-# (rebuilds: every basket, the count is distinct; deltas: see FIRST_AT_STORE_DAY).
+# `into`: _rp_baskets (`prepare`: _rp_baskets_pre). `new_customer`: the basket's customer counts
+# towards sales_daily.customers of its store-day (rebuilds: every basket, the count is distinct;
+# deltas: see FIRST_AT_STORE_DAY).
 STAGE = f"""
 CREATE TEMP TABLE {{into}} ON COMMIT DROP AS
 SELECT t.transaction_id, t.store_id, t.customer_id,

@@ -139,8 +139,8 @@ class Job:
 
 class Loop:
     """The consume loop's state (`StreamConsumer.run`): the batches being written (at most
-    two, by the consumer's two writer threads: the second merges while the first finishes its
-    rollups, RFM read and commit), the one being polled, and batches waiting to be retried while
+    two, by the consumer's two writer threads: the second merges while the first prepares, does
+    its rollups and RFM read under the tenant's lock, and commits), the one being polled, and batches waiting to be retried while
     the database is down (partitions paused meanwhile). Offsets are committed in order only."""
 
     def __init__(self, sc: StreamConsumer, consumer: KafkaConsumer) -> None:
