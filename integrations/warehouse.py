@@ -79,12 +79,17 @@ SELECT * FROM new
 # few inserted (`_ADD`, ON CONFLICT DO NOTHING: another writer may have added one since). The
 # first step reads only; the second waits for any other open transaction that has just added
 # one of the same ids, so a writer overlapping another (the stream consumer) takes it last.
-_UNKNOWN = {
-    "stores": "SELECT DISTINCT store_id FROM _stream_tx s",
-    "customers": "SELECT DISTINCT customer_id FROM _stream_tx s",
-    "products": "SELECT DISTINCT product_id FROM unnest(%(products)s::bigint[]) s(product_id)",
+# per dimension table: its key and where the batch's ids of it are (as `s`)
+_IDS = {
+    "stores": ("store_id", "_stream_tx s"),
+    "customers": ("customer_id", "_stream_tx s"),
+    "products": ("product_id", "unnest(%(products)s::bigint[]) s(product_id)"),
 }
-_KEYS = {"stores": "store_id", "customers": "customer_id", "products": "product_id"}
+_UNKNOWN = {
+    table: f"SELECT DISTINCT s.{key} FROM {source} WHERE NOT EXISTS (SELECT 1 FROM {table} d"
+    f" WHERE d.tenant_id = %(tenant)s AND d.{key} = s.{key})"
+    for table, (key, source) in _IDS.items()
+}
 _ADD = {
     "stores": "INSERT INTO stores (tenant_id, store_id, name) SELECT %(tenant)s, id, 'store ' || id"
     " FROM unnest(%(ids)s::text[]) id ON CONFLICT DO NOTHING",
@@ -97,12 +102,10 @@ _ADD = {
 
 def _unknown_ids(cur: psycopg.Cursor, tenant: str, products: set[int]) -> dict[str, list]:
     """Per dimension table, the batch's ids no committed row (nor this transaction's) has."""
+    params = {"tenant": tenant, "products": list(products)}
     out = {}
-    for table, select in _UNKNOWN.items():
-        key = _KEYS[table]
-        query = (f"{select} WHERE NOT EXISTS (SELECT 1 FROM {table} d"
-                 f" WHERE d.tenant_id = %(tenant)s AND d.{key} = s.{key})")  # fmt: skip
-        rows = cur.execute(query, {"tenant": tenant, "products": list(products)}).fetchall()
+    for table, query in _UNKNOWN.items():
+        rows = cur.execute(query, params).fetchall()
         if rows:
             out[table] = [r[0] for r in rows]
     return out

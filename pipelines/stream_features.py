@@ -198,8 +198,7 @@ class StreamRfm:
         customers = sorted(set(buyers))
         if not customers:
             return read
-        params = {"tenant": tenant, "customers": customers, "as_of": as_of,
-                  "ids": list(transaction_ids), "buyers": list(buyers)}  # fmt: skip
+        params = {"tenant": tenant, "customers": customers, "as_of": as_of}
         if new is None:
             new = self.new_lines(conn, tenant=tenant, transaction_ids=transaction_ids,
                                  buyers=buyers)  # fmt: skip
