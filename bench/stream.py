@@ -8,6 +8,9 @@ messages/s from the first send to the last batch's warehouse commit + online wri
 freshness lag of each message (its Kafka timestamp at send → its customer's features written
 to Redis, i.e. readable by serving). Baseline, same run: the same loop committing one message
 per batch (what a naive consumer does), on the first `--baseline-n` baskets of another slice.
+Whether the consumer keeps up with `--rate`: the p99 lag of each quarter of the messages (in
+commit order; rising quarter by quarter means a growing backlog) and the messages/s committed
+after the first quarter (its pace past the start-up).
 Each run uses a fresh, migrated database on the configured server (dropped afterwards) and a
 private Feast project in Redis (keys removed afterwards). Prints one JSON object.
 """
@@ -50,8 +53,9 @@ def _send(
     producer.close()
 
 
-def _run(cfg, messages, rate, compression=None) -> tuple[float, list[float], object]:
-    """Consume `messages` produced by a child process; returns (seconds, lags, stats)."""
+def _run(cfg, messages, rate, compression=None) -> tuple[float, list[float], object, list]:
+    """Consume `messages` produced by a child process; returns (seconds, lags, stats,
+    commits): `commits` holds (seconds since the start, messages committed so far) per batch."""
     from pipelines.stream_consumer import StreamConsumer, make_consumer
 
     consumer = make_consumer(cfg)
@@ -65,11 +69,31 @@ def _run(cfg, messages, rate, compression=None) -> tuple[float, list[float], obj
     start = time.time()
     child.start()
     sc = StreamConsumer(cfg)
-    stats = sc.run(consumer=consumer)
+    commits: list[tuple[float, int]] = []
+    stats = sc.run(
+        consumer=consumer, on_batch=lambda s: commits.append((time.time() - start, s.messages))
+    )
     seconds = time.time() - start
     child.join()
     consumer.close(autocommit=False)
-    return seconds, stats.lags, stats
+    return seconds, stats.lags, stats, commits
+
+
+def keeping_up(lags: list[float], commits: list[tuple[float, int]]) -> dict:
+    """Whether the consumer keeps up with the rate it is sent: the p99 lag of each quarter of
+    the messages in commit order (rising quarter by quarter: a backlog that grows), and the
+    messages/s committed after the first quarter (past the start-up: the consumer's pace once
+    its connections, caches and batch sizes have settled)."""
+    n = len(lags)
+    quarters = [lags[n * q // 4 : n * (q + 1) // 4] for q in range(4)]
+    rate = None
+    first = next(((t, m) for t, m in commits if m >= n / 4), None)
+    if first is not None and commits and commits[-1][0] > first[0]:
+        rate = round((commits[-1][1] - first[1]) / (commits[-1][0] - first[0]), 1)
+    return {
+        "p99_by_quarter": [round(_pct(q, 0.99), 3) if q else None for q in quarters],
+        "rate_after_first_quarter": rate,
+    }
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -125,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             ensure_topics(cfg.bootstrap, topics)
             return cfg
 
-        base_s, _, base_stats = _run(config("base", 1, len(base_msgs)), base_msgs, None)
-        seconds, lags, stats = _run(
+        base_s, _, base_stats, _ = _run(config("base", 1, len(base_msgs)), base_msgs, None)
+        seconds, lags, stats, commits = _run(
             config("main", args.max_batch, len(main_msgs)), main_msgs, args.rate, args.compression
         )
     finally:
@@ -156,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 "p50": round(statistics.median(lags), 3),
                 "p99": round(_pct(lags, 0.99), 3),
                 "lag_unit": "s (Kafka send time → features written to Redis)",
+                **keeping_up(lags, commits),
                 "rate": args.rate,
                 "baskets_written": stats.baskets,
                 "customers_pushed": stats.customers_pushed,

@@ -35,7 +35,8 @@ def consume_cmd(
         console.print(
             f"\r{stats.messages} messages: {stats.baskets} new baskets, "
             f"{stats.duplicates} duplicates, {stats.inventory} inventory, "
-            f"{stats.rejected} rejected, {stats.customers_pushed} customers pushed online",
+            f"{stats.rejected} rejected, {stats.customers_pushed} customers pushed online"
+            + (f", lag {stats.last_lag:.1f} s" if stats.last_lag is not None else ""),
             end="",
         )
 

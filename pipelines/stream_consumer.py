@@ -101,6 +101,9 @@ class ConsumeStats:
     batches: int = 0
     db_retries: int = 0
     lags: list[float] = field(default_factory=list)
+    # the last batch's freshness lag: its oldest message's Kafka time → its features written
+    # online (kept whether or not `track_lag` keeps every message's)
+    last_lag: float | None = None
     # seconds spent per stage (the two writer threads' stages overlap: their sum can pass the
     # wall time)
     stages: dict[str, float] = field(default_factory=dict)
@@ -297,6 +300,8 @@ class StreamConsumer:
         s.rejected += len(batch.rejects)
         s.customers_pushed += written.pushed
         s.batches += 1
+        if batch.records:
+            s.last_lag = written.done - min(r.timestamp for r in batch.records) / 1000.0
         if self.cfg.track_lag:
             s.lags.extend(written.done - r.timestamp / 1000.0 for r in batch.records)
 

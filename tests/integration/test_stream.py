@@ -283,6 +283,7 @@ def test_overlapping_batches_write_everything_once(stream, warehouse_env):
     from tests.integration.test_rollups_delta import snapshot
 
     stream.max_batch = 3
+    stream.track_lag = True
     baskets = []
     for i in range(30):
         b = _basket(100 + i, 600 + i % 3, T0 + timedelta(hours=i),
@@ -290,9 +291,14 @@ def test_overlapping_batches_write_everything_once(stream, warehouse_env):
         b["store_id"] = str(400 + i % 2)
         baskets.append(b)
     _send(stream, baskets)
-    stats = StreamConsumer(stream).run()
+    seen = []  # per batch: (messages' lags so far, the batch's lag)
+    stats = StreamConsumer(stream).run(on_batch=lambda s: seen.append((len(s.lags), s.last_lag)))
     assert (stats.messages, stats.baskets, stats.duplicates) == (30, 30, 0)
     assert stats.batches >= 8  # batches of up to three, so writes overlapped
+    # each batch's lag is its oldest message's: the largest of its messages' lags
+    assert len(stats.lags) == 30 and min(stats.lags) > 0 and len(seen) == stats.batches
+    for (start, _), (end, lag) in zip([(0, None), *seen], seen, strict=False):
+        assert lag == pytest.approx(max(stats.lags[start:end]))
     with psycopg.connect(warehouse_env) as conn:
         one = conn.execute
         assert one("SELECT count(*) FROM transactions").fetchone()[0] == 30
