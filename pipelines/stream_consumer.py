@@ -175,6 +175,12 @@ class StreamConsumer:
             conn = self._conns[slot] = psycopg.connect(
                 libpq_url(self.cfg.database_url), connect_timeout=3
             )
+            # A batch's statements touch its own few thousand rows, yet their estimates pass
+            # jit_above_cost now and then: on a fresh tenant's unanalysed tables the first
+            # batch's RFM read took 0.41 s with JIT, under 0.02 s without. (End to end at 5,000
+            # msg/s: +5% in four alternated pairs, -1.5% in four more: within the noise.)
+            conn.execute("SET jit = off")
+            conn.commit()
             self._partitions_ready = False
         if not self._partitions_ready:
             ensure_tenant_partitions(conn, self.cfg.tenant)

@@ -199,6 +199,18 @@ def test_fast_basket_parse_agrees_with_the_model(change):
     assert fast == (model.model_dump() if model is not None else None)
 
 
+def test_writer_connections_do_not_jit_compile(stream):
+    """The consumer's writers turn JIT off for their session (a batch's statements are small;
+    compiling them cost more than it saved)."""
+    sc = StreamConsumer(stream)
+    try:
+        conn = sc._connection(0)
+        assert conn.execute("SHOW jit").fetchone()[0] == "off"
+        conn.rollback()
+    finally:
+        sc.close()
+
+
 def test_database_down_waits_commits_nothing_then_resumes(stream, warehouse_env):
     """With the warehouse unreachable the consumer retries without committing offsets; when it
     answers again the same messages are written and only then committed."""
