@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     from core import migrate
     from core.services import get_endpoints
     from core.settings import get_settings
-    from pipelines.stream_consumer import ConsumeConfig, ensure_topics
+    from pipelines.stream_config import ConsumeConfig
+    from pipelines.stream_consumer import ensure_topics
     from pipelines.stream_producer import load_baskets, sample_messages
 
     parser = argparse.ArgumentParser(description=__doc__)

@@ -10,12 +10,8 @@ from core.services import get_endpoints
 from core.settings import get_settings
 from core.tenants import validate_tenant
 from integrations.messages import TOPICS
-from pipelines.stream_consumer import (
-    ConsumeConfig,
-    ConsumeStats,
-    StreamConsumer,
-    ensure_topics,
-)
+from pipelines.stream_config import ConsumeConfig, ConsumeStats
+from pipelines.stream_consumer import StreamConsumer, ensure_topics
 from pipelines.stream_producer import ProduceStats, load_baskets, produce, sample_messages
 
 

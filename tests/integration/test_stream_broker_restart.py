@@ -21,7 +21,8 @@ import pytest
 from kafka import KafkaProducer
 
 from core.services import EmbeddedKafka, free_port, spawn, terminate
-from pipelines.stream_consumer import ConsumeConfig, StreamConsumer, ensure_topics
+from pipelines.stream_config import ConsumeConfig
+from pipelines.stream_consumer import StreamConsumer, ensure_topics
 
 # ~25 s each: in `make test-all` (the default run stays under 20 minutes on 2 cores)
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -1,0 +1,72 @@
+"""What a `retailpulse consume` run is given (`ConsumeConfig`) and what it counts
+(`ConsumeStats`), for the consume loop (pipelines/stream_consumer.py) and its callers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from integrations.messages import INVENTORY_TOPIC, REJECTED_TOPIC, TRANSACTIONS_TOPIC
+
+
+class ConsumeConfig(BaseModel):
+    """Where to read from and write to, and when to stop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str
+    bootstrap: str
+    database_url: str
+    redis_url: str
+    feast_project: str
+    group_id: str = "retailpulse-warehouse"
+    transactions_topic: str = TRANSACTIONS_TOPIC
+    inventory_topic: str = INVENTORY_TOPIC
+    rejected_topic: str = REJECTED_TOPIC
+    max_messages: int | None = Field(default=None, gt=0)
+    idle_timeout_s: float | None = Field(default=None, gt=0)
+    max_batch: int = Field(default=5000, gt=0)
+    # Records taken per poll: the loop validates them between polls, and must poll again well
+    # within max_poll_interval_ms (on a busy machine too) or the group drops it.
+    max_poll_records: int = Field(default=500, gt=0)
+    poll_timeout_ms: int = Field(default=100, gt=0)
+    # Tansu completes a group join only after the rebalance timeout (= max.poll.interval).
+    max_poll_interval_ms: int = Field(default=3000, ge=1000)
+    retry_backoff_s: float = Field(default=0.5, gt=0)
+    max_backoff_s: float = Field(default=5.0, gt=0)
+    track_lag: bool = False
+    # Verify each record batch's CRC-32C: in C through the `crc32c` package (a dependency;
+    # kafka-python's pure-Python fallback costs ~0.16 ms per KB of messages).
+    check_crcs: bool = True
+
+
+@dataclass
+class ConsumeStats:
+    """Counts of one `consume` run (lags in seconds, message time → feature written)."""
+
+    messages: int = 0
+    baskets: int = 0
+    duplicates: int = 0
+    inventory: int = 0
+    rejected: int = 0
+    customers_pushed: int = 0
+    batches: int = 0
+    db_retries: int = 0
+    lags: list[float] = field(default_factory=list)
+    # the last batch's freshness lag: its oldest message's Kafka time → its features written
+    # online (kept whether or not `track_lag` keeps every message's)
+    last_lag: float | None = None
+    # seconds spent per stage (the two writer threads' stages overlap: their sum can pass the
+    # wall time)
+    stages: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def timed(self, stage: str, since: float) -> float:
+        """Add the time since `since` to `stage`; returns now (the next stage's start)."""
+        now = time.perf_counter()
+        with self._lock:
+            self.stages[stage] = self.stages.get(stage, 0.0) + now - since
+        return now
