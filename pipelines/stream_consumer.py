@@ -146,17 +146,16 @@ class StreamConsumer:
                 )
                 job.merged.set()  # the next batch may merge while this one goes on
                 t = timed("db_merge", t)
-                # what reads only this batch's own lines (the rollups' staging, the line-item
-                # part of its customers' RFM rows) goes before it waits for the batch before it
-                # to commit: it overlaps that batch's rollups and RFM read, which wait for it
+                # what reads only this batch's own baskets (the rollups' staging, its customers'
+                # RFM parts of these baskets) goes before it waits for the batch before it to
+                # commit: it overlaps that batch's rollups and RFM read, which wait for it
                 landed = land_baskets(
                     conn, tenant=self.cfg.tenant, source="stream", result=result,
                     sent=batch.baskets.keys(), database_url=self.cfg.database_url, refresh=False,
                 )  # fmt: skip
-                new_lines = self._rfm.new_lines(
-                    conn, tenant=self.cfg.tenant, transaction_ids=result.transaction_ids,
-                    buyers=result.buyers,
-                )  # fmt: skip
+                new_parts = self._rfm.new_parts(
+                    conn, tenant=self.cfg.tenant, transaction_ids=result.transaction_ids
+                )
                 t = timed("prepare", t)
                 # the tenant's rollup lock, in the batches' order: once the batch before holds
                 # it, queue for it (this waits for that batch's commit)
@@ -177,7 +176,7 @@ class StreamConsumer:
                 as_of = _as_of(result.newest)
                 read = self._rfm.rows(
                     conn, tenant=self.cfg.tenant, transaction_ids=result.transaction_ids,
-                    buyers=result.buyers, as_of=as_of, new=new_lines,
+                    buyers=result.buyers, as_of=as_of, new=new_parts,
                 )  # fmt: skip
                 t = timed("rfm_query", t)
         except psycopg.OperationalError:

@@ -1,7 +1,8 @@
-"""The stream's fresh RFM rows (pipelines/stream_features.py `StreamRfm`: a kept line-item part
-per customer plus the basket-level part read each batch) equal the full per-customer query at
-the same clock, bit for bit, through every path: new customers, kept customers, baskets another
-writer added, a basket at or after the clock, a batch that did not commit."""
+"""The stream's fresh RFM rows (pipelines/stream_features.py `StreamRfm`: a kept part per
+customer, checked each batch by the customer's basket count and id sum) equal the full
+per-customer query at the same clock, bit for bit, through every path: new customers, kept
+customers, baskets another writer added, a batch that did not commit, a basket at or after the
+clock, a basket older than every kept one, a restarted consumer."""
 
 from __future__ import annotations
 
@@ -38,11 +39,15 @@ def _batch(conn, rfm: StreamRfm | None, baskets: list[dict]) -> tuple[RfmRead, d
     read = rfm.rows(conn, tenant=TENANT, transaction_ids=result.transaction_ids,
                     buyers=result.buyers, as_of=as_of)  # fmt: skip
     # the consumer reads the batch's own lines earlier in the transaction and passes them in
-    new = StreamRfm.new_lines(conn, tenant=TENANT, transaction_ids=result.transaction_ids,
-                              buyers=result.buyers)  # fmt: skip
+    new = StreamRfm.new_parts(conn, tenant=TENANT, transaction_ids=result.transaction_ids)
     early = rfm.rows(conn, tenant=TENANT, transaction_ids=result.transaction_ids,
                      buyers=result.buyers, as_of=as_of, new=new)  # fmt: skip
-    assert (early.rows, early.lines, early.dropped) == (read.rows, read.lines, read.dropped)
+    assert (early.rows, early.parts, early.added, early.dropped) == (
+        read.rows,
+        read.parts,
+        read.added,
+        read.dropped,
+    )
     want = rfm_for_customers(conn, tenant=TENANT, customers=result.customers, as_of=as_of)
     return read, want
 
@@ -79,3 +84,24 @@ def test_kept_rows_equal_the_full_query_through_every_path(warehouse_env):
         assert late[502][1] == 1.0  # basket 9 only: 3 and 8 are after its clock
         # and the next in-order batch of 502 is exact again
         assert batch([_basket(10, 502, 100, [(12, 1.0, 0.0, 0.0)])])[502][1] == 4.0
+        # an out-of-order basket before every kept one, in a batch whose clock is past them
+        # all: the kept part's first time (tenure) and counts move; exact again
+        old = batch([_basket(11, 501, -20, [(18, 3.33, 0.0, 0.0)]),
+                     _basket(12, 503, 200, [(10, 1.0, 0.0, 0.0)])])  # fmt: skip
+        assert old[501][1] == 6.0 and old[501][8] - old[501][0] == pytest.approx(90 / 24)
+        # batches of a kept customer: each reads what the one before added to its kept part
+        # (a product, a store, a weekend basket, a coupon, the newest time)
+        again = batch([_basket(14, 501, 205, [(20, 1.25, 0.0, 0.0), (10, 3.33, 0.0, 0.0)])])
+        assert again[501][1] == 7.0 and again[501][5] == 6.0  # products 10, 11, 13, 14, 18, 20
+        batch([_basket(15, 504, 215, [(30, 1.0, 0.0, 0.0)])])  # S0, a Monday
+        batch([_basket(16, 504, 336, [(31, 2.0, 0.4, 0.5)])])  # S1, Saturday, discounts
+        # S0, a Thursday before basket 16, in a batch whose clock (basket 19) is after both
+        last = batch([_basket(18, 504, 300, [(32, 3.0, 0.0, 0.0)]),
+                      _basket(19, 505, 400, [(30, 1.0, 0.0, 0.0)])])[504]  # fmt: skip
+        assert (last[1], last[5], last[7], last[9], last[10]) == (3.0, 3.0, 1 / 3, 1 / 3, 2.0)
+
+    # a restarted consumer keeps nothing: its customers' parts are read from the warehouse
+    with psycopg.connect(warehouse_env) as conn, conn.transaction():
+        read, want = _batch(conn, StreamRfm(), [_basket(13, 501, 210, [(19, 0.99, 0.0, 0.0)])])
+    assert read.rows == want
+    assert read.rows[501][1] == 8.0 and read.rows[501][10] == 3.0  # stores S0, S1, S2
