@@ -11,14 +11,15 @@ Reading every line item of a touched customer's history each batch made the stre
 longer it ran (at 100k baskets, 87k baskets and 810k lines for one batch's 1,600 customers:
 most of the writer's time), and so did reading every basket row of those customers under the
 tenant's lock (on a year of Complete Journey, their basket rows took 0.18 s per batch of 1,600
-customers, their count and id sum 0.03 s). `StreamRfm` keeps, per customer, what the features are made of over the customer's
-baskets (`_Part`: exact numeric sums of basket totals, line sales and loyalty discounts, item
-and weekend counts, first and last basket time, the stores, baskets with a coupon, the set of
-products) and adds only the batch's new baskets to it. Each batch checks a kept part against the
-warehouse by the customer's basket count and id sum alone; a part that does not cover exactly
-the customer's baskets there is read again from the warehouse (another writer added baskets, a
-restart), and a customer with baskets at or after the stream clock gets the full query as
-before. The results are the full query's, to the last bit.
+customers, their count and id sum 0.03 s). `StreamRfm` keeps, per customer, what the features
+are made of over the customer's baskets (`_Part`: exact numeric sums of basket totals, line
+sales and loyalty discounts, item and weekend counts, first and last basket time, the stores,
+baskets with a coupon, the set of products) and adds only the batch's new baskets to it. Each
+batch checks a kept part against the warehouse by the customer's basket count and id sum alone;
+a part that does not cover exactly the customer's baskets there is read again from the
+warehouse (another writer added baskets, a restart), and a customer with baskets at or after
+the stream clock gets the full query as before. The results are the full query's, to the last
+bit.
 """
 
 from __future__ import annotations
@@ -193,9 +194,9 @@ class _Part:
         stores = len(self.stores) + len(o.stores - self.stores)
         last, first = _pick(max, self.last, o.last), _pick(min, self.first, o.first)
         return [(as_of - last).total_seconds() / 86400.0, n, monetary, monetary / n,
-                float(self.items + o.items) / n, float(products), share, (self.coupons + o.coupons) / n,
-                (as_of - first).total_seconds() / 86400.0, float(self.weekend + o.weekend) / n,
-                float(stores)]  # fmt: skip
+                float(self.items + o.items) / n, float(products), share,
+                (self.coupons + o.coupons) / n, (as_of - first).total_seconds() / 86400.0,
+                float(self.weekend + o.weekend) / n, float(stores)]  # fmt: skip
 
 
 _NONE = _Part()  # no baskets (never changed)
@@ -280,9 +281,8 @@ class StreamRfm:
         if reread:
             params["customers"] = reread
             for customer, part in _parts_of(conn, _ALL_BASKETS, params).items():
-                if not part.covers(counts[customer]):  # pragma: no cover - see lock
-                    full.append(customer)
-                elif not part.before(as_of):
+                # not covering the counts read just before cannot happen (see the lock)
+                if not (part.covers(counts[customer]) and part.before(as_of)):
                     full.append(customer)
                 else:
                     out[customer] = part.features(as_of)
