@@ -21,6 +21,7 @@ database on the configured server (dropped afterwards) and a private Feast proje
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -36,6 +37,10 @@ def _send(
 ) -> None:
     from kafka import KafkaProducer
 
+    # A forked child inherits the parent's heap (the loaded Complete Journey frames, every
+    # message): left to the collector, each full collection would walk it and copy the pages
+    # it touches. Frozen, only the sender's own objects are collected.
+    gc.freeze()
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         linger_ms=5,
@@ -56,9 +61,47 @@ def _send(
     producer.close()
 
 
+def _cpu_by_program() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the machine's PostgreSQL, broker and Redis
+    processes (/proc; each program's processes and the children they have reaped)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {"postgres": "postgres", "tansu": "broker", "redis-server": "redis"}
+    out = dict.fromkeys(names.values(), 0.0)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        name = next((v for k, v in names.items() if comm.startswith(k)), None)
+        if name is not None:
+            fields = stat[stat.rindex(")") + 2 :].split()
+            # its own time and that of its children it has reaped (PostgreSQL's exited backends)
+            out[name] += sum(map(int, fields[11:15])) / tick
+    return out
+
+
+def _machine_cpu() -> list[int]:
+    """The machine's CPU time so far (/proc/stat, in ticks): user, nice, system, idle, iowait,
+    irq, softirq, steal."""
+    with open("/proc/stat") as fh:
+        return [int(v) for v in fh.readline().split()[1:9]]
+
+
+def _busy(before: list[int], after: list[int], seconds: float) -> dict:
+    """Cores busy, waiting on I/O, and taken by the hypervisor (steal), on average."""
+    tick = os.sysconf("SC_CLK_TCK")
+    d = [(a - b) / tick / seconds for a, b in zip(after, before, strict=True)]
+    user, nice, system, _idle, iowait, irq, softirq, steal = d
+    return {"busy": round(user + nice + system + irq + softirq, 2), "iowait": round(iowait, 2),
+            "steal": round(steal, 2)}  # fmt: skip
+
+
 def _run(cfg, messages, rate, compression=None) -> tuple[float, list[float], object, list]:
     """Consume `messages` produced by a child process; returns (seconds, lags, stats,
-    commits): `commits` holds (seconds since the start, messages committed so far) per batch."""
+    commits): `commits` holds (seconds since the start, messages committed so far) per batch.
+    `stats.cpu` gets the CPU seconds each program used over the run."""
     from pipelines.stream_consumer import StreamConsumer, make_consumer
 
     consumer = make_consumer(cfg)
@@ -69,6 +112,7 @@ def _run(cfg, messages, rate, compression=None) -> tuple[float, list[float], obj
     child = mp.get_context("fork").Process(
         target=_send, args=(cfg.bootstrap, cfg.transactions_topic, values, keys, rate, compression)
     )
+    before, own, machine = _cpu_by_program(), os.times(), _machine_cpu()
     start = time.time()
     child.start()
     sc = StreamConsumer(cfg)
@@ -77,8 +121,17 @@ def _run(cfg, messages, rate, compression=None) -> tuple[float, list[float], obj
         consumer=consumer, on_batch=lambda s: commits.append((time.time() - start, s.messages))
     )
     seconds = time.time() - start
+    after, spent, machine = _cpu_by_program(), os.times(), _busy(machine, _machine_cpu(), seconds)
     child.join()
+    done = os.times()
     consumer.close(autocommit=False)
+    stats.cpu = {  # the consumer's threads, the sending child, the servers'
+        "consumer": round(spent.user + spent.system - own.user - own.system, 1),
+        "load_generator": round(done.children_user + done.children_system
+                                - own.children_user - own.children_system, 1),
+        **{k: round(after[k] - before[k], 1) for k in after},
+        "machine_cores": machine,
+    }  # fmt: skip
     return seconds, stats.lags, stats, commits
 
 
@@ -207,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 "db_retries": stats.db_retries,
                 "load_average": [round(x, 2) for x in os.getloadavg()],
                 "stage_seconds": {k: round(v, 2) for k, v in stats.stages.items()},
+                "cpu_seconds": stats.cpu,
             }
         )
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 import psycopg
 from psycopg import sql
@@ -48,7 +49,7 @@ SELECT %(tenant)s, transaction_id, customer_id, store_id, transaction_timestamp,
        item_count, total_sales, total_discount
 FROM _stream_tx
 ON CONFLICT (tenant_id, transaction_id) DO NOTHING
-RETURNING transaction_id, customer_id, transaction_timestamp, store_id, total_sales
+RETURNING transaction_id, customer_id, transaction_timestamp, store_id, total_sales, item_count
 """
 _COPY_LINES = ("COPY transaction_items (tenant_id, transaction_id, line_no, product_id, quantity,"
                " sales_value, retail_disc, coupon_disc, coupon_match_disc, unit_price) FROM STDIN")  # fmt: skip
@@ -160,6 +161,8 @@ class BatchResult:
     times: list[datetime] = field(default_factory=list)  # of the inserted baskets
     stores: list[str] = field(default_factory=list)  # of the inserted baskets, same order
     sales: list[float] = field(default_factory=list)  # of the inserted baskets, same order
+    totals: list[Decimal] = field(default_factory=list)  # the same, exact (numeric) as stored
+    items: list[int] = field(default_factory=list)  # their item counts, same order
 
     @property
     def customers(self) -> list[int]:
@@ -338,7 +341,9 @@ def write_batch(
         result.newest = max((r[2] for r in inserted), default=None)
         result.times = [r[2] for r in inserted]
         result.stores = [str(r[3]) for r in inserted]
-        result.sales = [float(r[4]) for r in inserted]
+        result.totals = [r[4] for r in inserted]
+        result.sales = [float(v) for v in result.totals]
+        result.items = [r[5] for r in inserted]
     if inventory:
         latest: dict[tuple[str, int], InventoryMessage] = {}
         for m in inventory:  # one row per key in one upsert: the newest level of the batch

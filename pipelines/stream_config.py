@@ -64,6 +64,11 @@ class ConsumeStats:
     stages: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def add(self, stage: str, seconds: float) -> None:
+        """Add `seconds` to `stage` (a count other than wall time, e.g. a thread's CPU time)."""
+        with self._lock:
+            self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+
     def timed(self, stage: str, since: float) -> float:
         """Add the time since `since` to `stage`; returns now (the next stage's start)."""
         now = time.perf_counter()

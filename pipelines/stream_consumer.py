@@ -153,9 +153,7 @@ class StreamConsumer:
                     conn, tenant=self.cfg.tenant, source="stream", result=result,
                     sent=batch.baskets.keys(), database_url=self.cfg.database_url, refresh=False,
                 )  # fmt: skip
-                new_parts = self._rfm.new_parts(
-                    conn, tenant=self.cfg.tenant, transaction_ids=result.transaction_ids
-                )
+                new_parts = self._rfm.new_parts(conn, tenant=self.cfg.tenant, result=result)
                 t = timed("prepare", t)
                 # the tenant's rollup lock, in the batches' order: once the batch before holds
                 # it, queue for it (this waits for that batch's commit)
@@ -175,9 +173,8 @@ class StreamConsumer:
                     prev.kept.wait()
                 as_of = _as_of(result.newest)
                 read = self._rfm.rows(
-                    conn, tenant=self.cfg.tenant, transaction_ids=result.transaction_ids,
-                    buyers=result.buyers, as_of=as_of, new=new_parts,
-                )  # fmt: skip
+                    conn, tenant=self.cfg.tenant, result=result, as_of=as_of, new=new_parts
+                )
                 t = timed("rfm_query", t)
         except psycopg.OperationalError:
             conn = self._conns[job.slot]
@@ -267,11 +264,12 @@ class StreamConsumer:
                 room = loop.room()
                 loop.set_paused(room <= 0 or loop.retry_at is not None)
                 wait_ms = cfg.poll_timeout_ms if not loop.inflight else 10
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), time.thread_time()
                 polled = consumer.poll(
                     timeout_ms=wait_ms, max_records=max(1, min(room, cfg.max_poll_records))
                 )
                 self.stats.timed("poll", t)
+                self.stats.add("poll_cpu", time.thread_time() - cpu)  # decoding the records
                 if listener is not None and listener.pending:
                     # a (re)assignment: drop what was polled and buffered (never committed),
                     # let the batch in flight finish and commit, then read on from the
@@ -283,9 +281,12 @@ class StreamConsumer:
                     continue
                 records = [r for recs in polled.values() for r in recs]
                 if records:
-                    t = time.perf_counter()
+                    t, cpu = time.perf_counter(), time.thread_time()
                     loop.buffer.add(records)
                     self.stats.timed("validate", t)
+                    # its own CPU time: the rest of the wall time above is spent waiting for
+                    # the interpreter lock while the writer threads run Python
+                    self.stats.add("validate_cpu", time.thread_time() - cpu)
                     idle_since = time.monotonic()
                 elif not loop.inflight and not loop.buffer and loop.retry_at is None:
                     if not consumer.assignment():

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
@@ -35,6 +35,7 @@ import redis
 
 from features.catalog import CUSTOMER_RFM
 from features.online_write import OnlineViewWriter
+from integrations.warehouse import BatchResult
 
 # The same definitions as features/rfm.py's _INSERT, for a set of customers at one as-of time.
 _RFM_FOR = """
@@ -97,18 +98,29 @@ WHERE tenant_id = %(tenant)s AND customer_id = ANY(%(customers)s::bigint[])
 GROUP BY customer_id
 """
 
-# The part per customer of a set of baskets `b` (rows of `transactions`): their count and id
-# sum, exact sums of basket totals, item counts, weekend baskets, first and last time, stores;
-# from their line items (read through the primary key) exact sums of line sales and loyalty
-# discounts, baskets with a coupon, and the distinct products.
-_PARTS_OF = """
-WITH b AS MATERIALIZED ({baskets}),
+# The lines of a set of baskets `b` (customer_id, transaction_id), each basket's read through
+# the primary key, and their part per customer: exact sums of line sales and loyalty discounts,
+# baskets with a coupon, the distinct products.
+_LINES = """
 li AS (
     SELECT b.customer_id, i.transaction_id, i.product_id, i.sales_value, i.retail_disc,
            i.coupon_disc
     FROM b CROSS JOIN LATERAL (SELECT * FROM transaction_items i WHERE i.tenant_id = %(tenant)s
                                AND i.transaction_id = b.transaction_id OFFSET 0) i
-)
+)"""
+_LINE_PARTS = """
+    SELECT customer_id, sum(sales_value) AS line_sales, sum(retail_disc) AS retail_disc,
+           count(DISTINCT transaction_id) FILTER (WHERE coupon_disc > 0) AS coupons,
+           array_agg(DISTINCT product_id) AS products
+    FROM li GROUP BY 1"""
+
+# The part per customer of a set of baskets `b` (rows of `transactions`): their count and id
+# sum, exact sums of basket totals, item counts, weekend baskets, first and last time, stores,
+# and their lines' part.
+_PARTS_OF = (
+    "WITH b AS MATERIALIZED ({baskets}),"
+    + _LINES
+    + """
 SELECT c.customer_id, c.n, c.id_sum, c.sales, c.items, c.weekend, c.first, c.last, c.stores,
        l.line_sales, l.retail_disc, l.coupons, l.products
 FROM (
@@ -118,23 +130,23 @@ FROM (
            min(ts) AS first, max(ts) AS last, array_agg(DISTINCT store_id) AS stores
     FROM b GROUP BY 1
 ) c
-LEFT JOIN (
-    SELECT customer_id, sum(sales_value) AS line_sales, sum(retail_disc) AS retail_disc,
-           count(DISTINCT transaction_id) FILTER (WHERE coupon_disc > 0) AS coupons,
-           array_agg(DISTINCT product_id) AS products
-    FROM li GROUP BY 1
+LEFT JOIN ("""
+    + _LINE_PARTS
+    + """
 ) l USING (customer_id)
 """
-_COLUMNS = (
-    "customer_id, transaction_id, transaction_timestamp AS ts, total_sales, item_count, store_id"
 )
-# the baskets `ids`, each read through the primary key (a filter on the ids can make the planner
-# scan the whole partition)
-_NEW_BASKETS = (f"SELECT t.* FROM unnest(%(ids)s::bigint[]) AS n(id) CROSS JOIN LATERAL"
-                f" (SELECT {_COLUMNS} FROM transactions WHERE tenant_id = %(tenant)s"
-                f" AND transaction_id = n.id OFFSET 0) t")  # fmt: skip
-_ALL_BASKETS = (f"SELECT {_COLUMNS} FROM transactions WHERE tenant_id = %(tenant)s"
-                f" AND customer_id = ANY(%(customers)s::bigint[])")  # fmt: skip
+_ALL_BASKETS = (
+    "SELECT customer_id, transaction_id, transaction_timestamp AS ts, total_sales, item_count,"
+    " store_id FROM transactions WHERE tenant_id = %(tenant)s"
+    " AND customer_id = ANY(%(customers)s::bigint[])"
+)
+# The lines' part of the baskets a batch inserted (`ids`, bought by `buyers`): the rest of
+# their part is what the insert returned.
+_NEW_LINE_PARTS = (
+    "WITH b AS (SELECT * FROM unnest(%(buyers)s::bigint[], %(ids)s::bigint[])"
+    " AS b(customer_id, transaction_id))," + _LINES + _LINE_PARTS
+)
 
 
 @dataclass
@@ -245,22 +257,21 @@ class StreamRfm:
         conn: psycopg.Connection,
         *,
         tenant: str,
-        transaction_ids: Sequence[int],
-        buyers: Sequence[int],
+        result: BatchResult,
         as_of: datetime,
         new: dict[int, _Part] | None = None,
     ) -> RfmRead:
-        """RFM features (SEGMENTER_FEATURES order) at `as_of` of the customers (`buyers`) of the
-        baskets `transaction_ids` this transaction inserted. `new`: `new_parts` of the same
-        baskets, read earlier in the transaction (else read here)."""
+        """RFM features (SEGMENTER_FEATURES order) at `as_of` of the customers of the baskets
+        `result` says this transaction inserted (`write_batch`'s result). `new`: `new_parts`
+        of the same baskets, read earlier in the transaction (else read here)."""
         read = RfmRead()
         out, keep = read.rows, read.parts
-        customers = sorted(set(buyers))
+        customers = result.customers
         if not customers:
             return read
         params = {"tenant": tenant, "customers": customers, "as_of": as_of}
         if new is None:
-            new = self.new_parts(conn, tenant=tenant, transaction_ids=transaction_ids)
+            new = self.new_parts(conn, tenant=tenant, result=result)
         counts = {int(c): (int(n), int(ids))
                   for c, n, ids in conn.execute(_COUNTS_FOR, params).fetchall()}  # fmt: skip
         reread, full = [], []
@@ -294,16 +305,40 @@ class StreamRfm:
 
     @staticmethod
     def new_parts(
-        conn: psycopg.Connection, *, tenant: str, transaction_ids: Sequence[int]
+        conn: psycopg.Connection, *, tenant: str, result: BatchResult
     ) -> dict[int, _Part]:
-        """The part per customer of the baskets `transaction_ids` this transaction inserted. It
-        reads only those baskets and their own lines, which no other writer changes, and touches
-        nothing kept: a writer may call it before it waits for the writer before it (the stream
-        consumer does), then pass it to `rows`."""
-        if not transaction_ids:
+        """The part per customer of the baskets `result` says this transaction inserted
+        (`write_batch`'s result): the basket-level part from what the insert returned, the
+        lines' part read through their primary key. It reads only those baskets' own lines,
+        which no other writer changes, and touches nothing kept: a writer may call it before it
+        waits for the writer before it (the stream consumer does), then pass it to `rows`."""
+        if not result.transaction_ids:
             return {}
-        params = {"tenant": tenant, "ids": list(transaction_ids)}
-        return _parts_of(conn, _NEW_BASKETS, params)
+        parts: dict[int, _Part] = {}
+        for tid, customer, ts, store, total, items in zip(
+            result.transaction_ids, result.buyers, result.times, result.stores, result.totals,
+            result.items, strict=True,
+        ):  # fmt: skip
+            part = parts.get(customer)
+            if part is None:
+                part = parts[customer] = _Part(first=ts, last=ts)
+            part.n += 1
+            part.id_sum += tid
+            if total is not None:  # as sum() skips a NULL
+                part.sales += total
+            if items is not None:
+                part.items += items
+            part.weekend += ts.astimezone(UTC).isoweekday() >= 6
+            part.first, part.last = min(part.first, ts), max(part.last, ts)
+            part.stores.add(store)
+        params = {"tenant": tenant, "ids": result.transaction_ids, "buyers": result.buyers}
+        for c, line_sales, retail_disc, coupons, products in conn.execute(
+            _NEW_LINE_PARTS, params
+        ).fetchall():
+            part = parts[int(c)]
+            part.line_sales, part.retail_disc = line_sales, retail_disc
+            part.coupons, part.products = int(coupons), set(products)
+        return parts
 
     def keep(self, read: RfmRead) -> None:
         """The transaction `read` was read in has committed: keep its customers' parts."""

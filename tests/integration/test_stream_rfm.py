@@ -36,12 +36,10 @@ def _batch(conn, rfm: StreamRfm | None, baskets: list[dict]) -> tuple[RfmRead, d
     if rfm is None:
         return RfmRead(), {}
     as_of = max(b["timestamp"] for b in baskets).replace(microsecond=0) + timedelta(seconds=1)
-    read = rfm.rows(conn, tenant=TENANT, transaction_ids=result.transaction_ids,
-                    buyers=result.buyers, as_of=as_of)  # fmt: skip
+    read = rfm.rows(conn, tenant=TENANT, result=result, as_of=as_of)
     # the consumer reads the batch's own lines earlier in the transaction and passes them in
-    new = StreamRfm.new_parts(conn, tenant=TENANT, transaction_ids=result.transaction_ids)
-    early = rfm.rows(conn, tenant=TENANT, transaction_ids=result.transaction_ids,
-                     buyers=result.buyers, as_of=as_of, new=new)  # fmt: skip
+    new = StreamRfm.new_parts(conn, tenant=TENANT, result=result)
+    early = rfm.rows(conn, tenant=TENANT, result=result, as_of=as_of, new=new)
     assert (early.rows, early.parts, early.added, early.dropped) == (
         read.rows,
         read.parts,
@@ -99,6 +97,10 @@ def test_kept_rows_equal_the_full_query_through_every_path(warehouse_env):
         last = batch([_basket(18, 504, 300, [(32, 3.0, 0.0, 0.0)]),
                       _basket(19, 505, 400, [(30, 1.0, 0.0, 0.0)])])[504]  # fmt: skip
         assert (last[1], last[5], last[7], last[9], last[10]) == (3.0, 3.0, 1 / 3, 1 / 3, 2.0)
+        # a new customer's baskets out of time order within one batch: the older one is first
+        fresh = batch([_basket(20, 506, 420, [(30, 1.0, 0.0, 0.0)]),
+                       _basket(21, 506, 410, [(31, 2.0, 0.0, 0.0)])])[506]  # fmt: skip
+        assert fresh[8] - fresh[0] == pytest.approx(10 / 24)  # tenure - recency: 10 hours
 
     # a restarted consumer keeps nothing: its customers' parts are read from the warehouse
     with psycopg.connect(warehouse_env) as conn, conn.transaction():
