@@ -154,6 +154,12 @@ class StreamConsumer:
                     sent=batch.baskets.keys(), database_url=self.cfg.database_url, refresh=False,
                 )  # fmt: skip
                 new_parts = self._rfm.new_parts(conn, tenant=self.cfg.tenant, result=result)
+                # (and a restarted consumer's returning customers' history, but for those of
+                # the batch before, kept once it commits)
+                skip = {b["customer_id"] for b in prev.batch.baskets.values()} if prev else ()
+                whole = self._rfm.whole_parts(
+                    conn, tenant=self.cfg.tenant, result=result, new=new_parts, skip=skip
+                )
                 t = timed("prepare", t)
                 # the tenant's rollup lock, in the batches' order: once the batch before holds
                 # it, queue for it (this waits for that batch's commit)
@@ -173,8 +179,9 @@ class StreamConsumer:
                     prev.kept.wait()
                 as_of = _as_of(result.newest)
                 read = self._rfm.rows(
-                    conn, tenant=self.cfg.tenant, result=result, as_of=as_of, new=new_parts
-                )
+                    conn, tenant=self.cfg.tenant, result=result, as_of=as_of, new=new_parts,
+                    whole=whole,
+                )  # fmt: skip
                 t = timed("rfm_query", t)
         except psycopg.OperationalError:
             conn = self._conns[job.slot]

@@ -25,7 +25,7 @@ bit.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -260,10 +260,12 @@ class StreamRfm:
         result: BatchResult,
         as_of: datetime,
         new: dict[int, _Part] | None = None,
+        whole: dict[int, _Part] | None = None,
     ) -> RfmRead:
         """RFM features (SEGMENTER_FEATURES order) at `as_of` of the customers of the baskets
         `result` says this transaction inserted (`write_batch`'s result). `new`: `new_parts`
-        of the same baskets, read earlier in the transaction (else read here)."""
+        of the same baskets, read earlier in the transaction (else read here); `whole`:
+        `whole_parts`, read earlier too (each is checked here like a kept part)."""
         read = RfmRead()
         out, keep = read.rows, read.parts
         customers = result.customers
@@ -277,8 +279,8 @@ class StreamRfm:
         reread, full = [], []
         for customer, count in counts.items():
             kept, fresh = self._kept.get(customer), new[customer]
-            if kept is None:  # perhaps a new customer (checked)
-                kept, fresh = fresh, None
+            if kept is None:  # read before the lock, else perhaps a new customer (checked)
+                kept, fresh = (whole or {}).get(customer, fresh), None
             if not kept.covers(count, fresh):
                 reread.append(customer)
             elif not kept.before(as_of, fresh):
@@ -339,6 +341,34 @@ class StreamRfm:
             part.line_sales, part.retail_disc = line_sales, retail_disc
             part.coupons, part.products = int(coupons), set(products)
         return parts
+
+    def whole_parts(
+        self,
+        conn: psycopg.Connection,
+        *,
+        tenant: str,
+        result: BatchResult,
+        new: dict[int, _Part],
+        skip: Collection[int] = (),
+    ) -> dict[int, _Part]:
+        """The whole part, read from the warehouse, of each customer of `result` who has baskets
+        besides its `new_parts` (`new`) and is not kept: a restarted consumer's returning
+        customers, whose history `rows` would otherwise read while it holds the tenant's lock.
+        `skip`: customers of a batch in flight before this one, kept once it commits (a part
+        read now would miss its baskets). Safe to call while another writer's `rows` or `keep`
+        runs (it only looks kept customers up); `rows` checks each part it is given as it
+        checks a kept one, so one that another writer's commit has since made stale is read
+        again there."""
+        customers = [c for c in result.customers if c not in self._kept and c not in skip]
+        if not customers:
+            return {}
+        params = {"tenant": tenant, "customers": customers}
+        returning = [int(c) for c, n, ids in conn.execute(_COUNTS_FOR, params).fetchall()
+                     if not new[int(c)].covers((int(n), int(ids)))]  # fmt: skip
+        if not returning:
+            return {}
+        params["customers"] = returning
+        return _parts_of(conn, _ALL_BASKETS, params)
 
     def keep(self, read: RfmRead) -> None:
         """The transaction `read` was read in has committed: keep its customers' parts."""

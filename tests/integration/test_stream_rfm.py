@@ -37,9 +37,11 @@ def _batch(conn, rfm: StreamRfm | None, baskets: list[dict]) -> tuple[RfmRead, d
         return RfmRead(), {}
     as_of = max(b["timestamp"] for b in baskets).replace(microsecond=0) + timedelta(seconds=1)
     read = rfm.rows(conn, tenant=TENANT, result=result, as_of=as_of)
-    # the consumer reads the batch's own lines earlier in the transaction and passes them in
+    # the consumer reads the batch's own parts (and the history of customers it does not
+    # keep) earlier in the transaction and passes them in
     new = StreamRfm.new_parts(conn, tenant=TENANT, result=result)
-    early = rfm.rows(conn, tenant=TENANT, result=result, as_of=as_of, new=new)
+    whole = rfm.whole_parts(conn, tenant=TENANT, result=result, new=new)
+    early = rfm.rows(conn, tenant=TENANT, result=result, as_of=as_of, new=new, whole=whole)
     assert (early.rows, early.parts, early.added, early.dropped) == (
         read.rows,
         read.parts,
@@ -107,3 +109,29 @@ def test_kept_rows_equal_the_full_query_through_every_path(warehouse_env):
         read, want = _batch(conn, StreamRfm(), [_basket(13, 501, 210, [(19, 0.99, 0.0, 0.0)])])
     assert read.rows == want
     assert read.rows[501][1] == 8.0 and read.rows[501][10] == 3.0  # stores S0, S1, S2
+
+
+def test_history_read_before_another_writer_commits_is_read_again(warehouse_env):
+    """A restarted consumer reads a returning customer's history before it takes the lock
+    (`whole_parts`); a basket another writer commits after that read is not lost: the part no
+    longer covers the customer's baskets, and `rows` reads them again."""
+    with psycopg.connect(warehouse_env) as conn, conn.transaction():
+        _batch(conn, None, [_basket(1, 601, 0, [(10, 4.07, 1.13, 0.0)])])
+    rfm = StreamRfm()  # restarted: keeps nothing
+    with psycopg.connect(warehouse_env) as conn, psycopg.connect(warehouse_env) as other:
+        with conn.transaction():
+            baskets = [_basket(3, 601, 20, [(12, 1.5, 0.0, 0.25)])]
+            result = write_batch(conn, tenant=TENANT, baskets=baskets, inventory=[])
+            new = rfm.new_parts(conn, tenant=TENANT, result=result)
+            whole = rfm.whole_parts(conn, tenant=TENANT, result=result, new=new)
+            assert whole[601].n == 2  # basket 1 and this batch's own
+            with other.transaction():  # another writer, committed in between
+                write_batch(other, tenant=TENANT, baskets=[_basket(2, 601, 10, [(11, 2.0, 0.0,
+                            0.0)])], inventory=[])  # fmt: skip
+            as_of = T0 + timedelta(hours=21)
+            read = rfm.rows(conn, tenant=TENANT, result=result, as_of=as_of, new=new,
+                            whole=whole)  # fmt: skip
+            want = rfm_for_customers(conn, tenant=TENANT, customers=[601], as_of=as_of)
+        assert read.rows == want and want[601][1] == 3.0  # baskets 1, 2 and 3
+        rfm.keep(read)
+        assert rfm._kept[601].n == 3
