@@ -14,12 +14,14 @@ tenant's lock (on a year of Complete Journey, their basket rows took 0.18 s per 
 customers, their count and id sum 0.03 s). `StreamRfm` keeps, per customer, what the features
 are made of over the customer's baskets (`_Part`: exact numeric sums of basket totals, line
 sales and loyalty discounts, item and weekend counts, first and last basket time, the stores,
-baskets with a coupon, the set of products) and adds only the batch's new baskets to it. Each
-batch checks a kept part against the warehouse by the customer's basket count and id sum alone;
-a part that does not cover exactly the customer's baskets there is read again from the
-warehouse (another writer added baskets, a restart), and a customer with baskets at or after
-the stream clock gets the full query as before. The results are the full query's, to the last
-bit.
+baskets with a coupon, the set of products) and adds only the batch's new baskets to it: their
+basket-level part from what the insert returned, their lines' part read through the primary
+key. Each batch checks a kept part against the warehouse by the customer's basket count and id
+sum alone; a part that does not cover exactly the customer's baskets there is read again from
+the warehouse (another writer added baskets), and a customer with baskets at or after the
+stream clock gets the full query as before. A restarted consumer keeps nothing: it reads its
+returning customers' history before it takes the tenant's lock, and checks it under the lock
+like a kept part. The results are the full query's, to the last bit.
 """
 
 from __future__ import annotations
