@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                 "p99": round(_pct(lags, 0.99), 3),
                 "lag_unit": "s (Kafka send time → features written to Redis)",
                 **keeping_up(lags, commits),
+                # the start-up: (s since the first send, messages committed) of the first batches
+                "first_commits": [[round(t, 2), m] for t, m in commits[:8]],
                 "rate": args.rate,
                 "linger_ms": args.linger_ms,
                 "warm": args.warm,
