@@ -177,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000, help="baskets (messages) to stream")
     parser.add_argument("--rate", type=float, default=None, help="baskets/s (default: max)")
-    parser.add_argument("--max-batch", type=int, default=5000)
+    parser.add_argument(
+        "--max-batch", type=int, default=None,
+        help="the consumer's largest batch (default: ConsumeConfig's, what `retailpulse consume`"
+        " uses)",
+    )  # fmt: skip
     parser.add_argument("--baseline-n", type=int, default=300)
     parser.add_argument(
         "--warm", type=int, default=0,
@@ -197,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     # into a rebalance (whose re-reads are harmless but cost the run).
     parser.add_argument("--max-poll-interval-ms", type=int, default=10_000)
     args = parser.parse_args(argv)
+    if args.max_batch is None:
+        args.max_batch = ConsumeConfig.model_fields["max_batch"].default
 
     endpoints = get_endpoints()
     server = endpoints.database_url.rsplit("/", 1)[0]

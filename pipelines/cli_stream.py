@@ -8,6 +8,7 @@ import typer
 
 from pipelines.console import console
 from pipelines.options import TenantOpt
+from pipelines.stream_config import ConsumeConfig
 
 
 def consume_cmd(
@@ -22,6 +23,14 @@ def consume_cmd(
     group: Annotated[
         str, typer.Option(help="Kafka consumer group (consumers of one group share the work).")
     ] = "retailpulse-warehouse",
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Most messages written in one database transaction; a batch grows only while"
+            " the writers are busy. Smaller: fresher features; bigger: more messages/s.",
+        ),
+    ] = ConsumeConfig.model_fields["max_batch"].default,
 ) -> int:
     """Consume transactions.new and inventory.updates into the warehouse and the online store.
 
@@ -47,6 +56,7 @@ def consume_cmd(
         idle_timeout_s=idle_timeout,
         on_batch=show,
         group_id=group,
+        max_batch=max_batch,
     )
     console.print()
     console.print(
