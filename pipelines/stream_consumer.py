@@ -44,6 +44,7 @@ from integrations.warehouse import (
     insert_dimensions,
     write_batch,
 )
+from pipelines import rfm_parts
 from pipelines.stream_batches import Batch, FromCommitted, Job, Loop
 from pipelines.stream_config import ConsumeConfig, ConsumeStats
 from pipelines.stream_features import OnlineRfmWriter, StreamRfm
@@ -153,7 +154,7 @@ class StreamConsumer:
                     conn, tenant=self.cfg.tenant, source="stream", result=result,
                     sent=batch.baskets.keys(), database_url=self.cfg.database_url, refresh=False,
                 )  # fmt: skip
-                new_parts = self._rfm.new_parts(conn, tenant=self.cfg.tenant, result=result)
+                new_parts = rfm_parts.new_parts(conn, tenant=self.cfg.tenant, result=result)
                 # (and a restarted consumer's returning customers' history, but for those of
                 # the batch before, kept once it commits)
                 skip = {b["customer_id"] for b in prev.batch.baskets.values()} if prev else ()

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from integrations.warehouse import write_batch
+from pipelines.rfm_parts import new_parts
 from pipelines.stream_features import RfmRead, StreamRfm, rfm_for_customers
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,7 @@ def _batch(conn, rfm: StreamRfm | None, baskets: list[dict]) -> tuple[RfmRead, d
     read = rfm.rows(conn, tenant=TENANT, result=result, as_of=as_of)
     # the consumer reads the batch's own parts (and the history of customers it does not
     # keep) earlier in the transaction and passes them in
-    new = StreamRfm.new_parts(conn, tenant=TENANT, result=result)
+    new = new_parts(conn, tenant=TENANT, result=result)
     whole = rfm.whole_parts(conn, tenant=TENANT, result=result, new=new)
     early = rfm.rows(conn, tenant=TENANT, result=result, as_of=as_of, new=new, whole=whole)
     assert (early.rows, early.parts, early.added, early.dropped) == (
@@ -122,7 +123,7 @@ def test_history_read_before_another_writer_commits_is_read_again(warehouse_env)
         with conn.transaction():
             baskets = [_basket(3, 601, 20, [(12, 1.5, 0.0, 0.25)])]
             result = write_batch(conn, tenant=TENANT, baskets=baskets, inventory=[])
-            new = rfm.new_parts(conn, tenant=TENANT, result=result)
+            new = new_parts(conn, tenant=TENANT, result=result)
             whole = rfm.whole_parts(conn, tenant=TENANT, result=result, new=new)
             assert whole[601].n == 2  # basket 1 and this batch's own
             with other.transaction():  # another writer, committed in between
