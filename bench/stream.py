@@ -106,10 +106,10 @@ def _busy(before: list[int], after: list[int], seconds: float) -> dict:
 
 def _run(
     cfg, messages, rate, compression=None, linger_ms=20
-) -> tuple[float, list[float], object, list]:
+) -> tuple[float, list[float], object, list, dict]:
     """Consume `messages` produced by a child process; returns (seconds, lags, stats,
-    commits): `commits` holds (seconds since the start, messages committed so far) per batch.
-    `stats.cpu` gets the CPU seconds each program used over the run."""
+    commits, cpu): `commits` holds (seconds since the start, messages committed so far) per
+    batch, `cpu` the CPU seconds each program used over the run."""
     from pipelines.stream_consumer import StreamConsumer, make_consumer
 
     consumer = make_consumer(cfg)
@@ -134,14 +134,14 @@ def _run(
     child.join()
     done = os.times()
     consumer.close(autocommit=False)
-    stats.cpu = {  # the consumer's threads, the sending child, the servers'
+    cpu = {  # the consumer's threads, the sending child, the servers'
         "consumer": round(spent.user + spent.system - own.user - own.system, 1),
         "load_generator": round(done.children_user + done.children_system
                                 - own.children_user - own.children_system, 1),
         **{k: round(after[k] - before[k], 1) for k in after},
         "machine_cores": machine,
     }  # fmt: skip
-    return seconds, stats.lags, stats, commits
+    return seconds, stats.lags, stats, commits, cpu
 
 
 def keeping_up(lags: list[float], commits: list[tuple[float, int]]) -> dict:
@@ -235,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if warm_msgs:
             _run(config("warm", args.max_batch, len(warm_msgs)), warm_msgs, None)
-        base_s, _, base_stats, _ = _run(config("base", 1, len(base_msgs)), base_msgs, None)
-        seconds, lags, stats, commits = _run(
+        base_s, _, base_stats, _, _ = _run(config("base", 1, len(base_msgs)), base_msgs, None)
+        seconds, lags, stats, commits, cpu = _run(
             config("main", args.max_batch, len(main_msgs)), main_msgs, args.rate,
             args.compression, args.linger_ms,
         )  # fmt: skip
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 "db_retries": stats.db_retries,
                 "load_average": [round(x, 2) for x in os.getloadavg()],
                 "stage_seconds": {k: round(v, 2) for k, v in stats.stages.items()},
-                "cpu_seconds": stats.cpu,
+                "cpu_seconds": cpu,
             }
         )
     )

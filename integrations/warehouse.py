@@ -160,9 +160,13 @@ class BatchResult:
     newest: datetime | None = None  # newest basket time among the inserted ones
     times: list[datetime] = field(default_factory=list)  # of the inserted baskets
     stores: list[str] = field(default_factory=list)  # of the inserted baskets, same order
-    sales: list[float] = field(default_factory=list)  # of the inserted baskets, same order
-    totals: list[Decimal] = field(default_factory=list)  # the same, exact (numeric) as stored
+    totals: list[Decimal] = field(default_factory=list)  # of the inserted baskets, as stored
     items: list[int] = field(default_factory=list)  # their item counts, same order
+
+    @property
+    def sales(self) -> list[float]:
+        """The inserted baskets' totals as floats, same order."""
+        return [float(v) for v in self.totals]
 
     @property
     def customers(self) -> list[int]:
@@ -342,7 +346,6 @@ def write_batch(
         result.times = [r[2] for r in inserted]
         result.stores = [str(r[3]) for r in inserted]
         result.totals = [r[4] for r in inserted]
-        result.sales = [float(v) for v in result.totals]
         result.items = [r[5] for r in inserted]
     if inventory:
         latest: dict[tuple[str, int], InventoryMessage] = {}

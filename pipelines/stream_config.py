@@ -77,6 +77,5 @@ class ConsumeStats:
     def timed(self, stage: str, since: float) -> float:
         """Add the time since `since` to `stage`; returns now (the next stage's start)."""
         now = time.perf_counter()
-        with self._lock:
-            self.stages[stage] = self.stages.get(stage, 0.0) + now - since
+        self.add(stage, now - since)
         return now
