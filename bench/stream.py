@@ -182,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the consumer's largest batch (default: ConsumeConfig's, what `retailpulse consume`"
         " uses)",
     )  # fmt: skip
+    parser.add_argument(
+        "--writers", type=int, default=None,
+        help="the consumer's writer threads (default: ConsumeConfig's)",
+    )  # fmt: skip
     parser.add_argument("--baseline-n", type=int, default=300)
     parser.add_argument(
         "--warm", type=int, default=0,
@@ -203,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_batch is None:
         args.max_batch = ConsumeConfig.model_fields["max_batch"].default
+    if args.writers is None:
+        args.writers = ConsumeConfig.model_fields["writers"].default
 
     endpoints = get_endpoints()
     server = endpoints.database_url.rsplit("/", 1)[0]
@@ -226,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 database_url=url, redis_url=endpoints.redis_url, feast_project=project,
                 group_id=f"bench-{suffix}", transactions_topic=f"bench-tx-{suffix}",
                 inventory_topic=f"bench-inv-{suffix}", rejected_topic=f"bench-rej-{suffix}",
-                max_batch=batch, max_messages=n, track_lag=True,
+                max_batch=batch, max_messages=n, track_lag=True, writers=args.writers,
                 max_poll_interval_ms=args.max_poll_interval_ms,
             )  # fmt: skip
             topics = (cfg.transactions_topic, cfg.inventory_topic, cfg.rejected_topic)
@@ -281,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 "batches": stats.batches,
                 "seconds": round(seconds, 2),
                 "max_batch": args.max_batch,
+                "writers": args.writers,
                 "db_retries": stats.db_retries,
                 "load_average": [round(x, 2) for x in os.getloadavg()],
                 "stage_seconds": {k: round(v, 2) for k, v in stats.stages.items()},

@@ -31,6 +31,14 @@ def consume_cmd(
             " the writers are busy. Smaller: fresher features; bigger: more messages/s.",
         ),
     ] = ConsumeConfig.model_fields["max_batch"].default,
+    writers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Batches written at once, each on its own database connection: one merges"
+            " while the one before it refreshes the rollups and commits.",
+        ),
+    ] = ConsumeConfig.model_fields["writers"].default,
 ) -> int:
     """Consume transactions.new and inventory.updates into the warehouse and the online store.
 
@@ -57,6 +65,7 @@ def consume_cmd(
         on_batch=show,
         group_id=group,
         max_batch=max_batch,
+        writers=writers,
     )
     console.print()
     console.print(

@@ -1,8 +1,8 @@
 """The consume loop's building blocks: a polled batch (validated, split into baskets,
 inventory levels and rejects, with the offsets to commit once it is written), the rebalance
 listener that makes the loop read on from the group's committed offsets, and the loop's state
-(`Loop`: up to two batches written while the next is polled, retries while the database is
-down)."""
+(`Loop`: up to `writers` batches written while the next is polled, retries while the
+database is down)."""
 
 from __future__ import annotations
 
@@ -138,10 +138,11 @@ class Job:
 
 
 class Loop:
-    """The consume loop's state (`StreamConsumer.run`): the batches being written (at most
-    two, by the consumer's two writer threads: the second merges while the first prepares, does
-    its rollups and RFM read under the tenant's lock, and commits), the one being polled, and batches waiting to be retried while
-    the database is down (partitions paused meanwhile). Offsets are committed in order only."""
+    """The consume loop's state (`StreamConsumer.run`): the batches being written (at most one
+    per writer thread: each merges once the one before it has merged, while those before it
+    prepare, do their rollups and RFM read under the tenant's lock, and commit), the one being
+    polled, and batches waiting to be retried while the database is down (partitions paused
+    meanwhile). Offsets are committed in order only."""
 
     def __init__(self, sc: StreamConsumer, consumer: KafkaConsumer) -> None:
         self.sc, self.consumer = sc, consumer
@@ -188,7 +189,8 @@ class Loop:
             if not self.inflight and time.monotonic() >= (self.retry_at or 0):
                 self._submit(self.retry.pop(0))
         elif self.buffer and (not self.inflight or (
-                len(self.inflight) < 2 and self.inflight[-1].merged.is_set())):  # fmt: skip
+                len(self.inflight) < self.sc.cfg.writers
+                and self.inflight[-1].merged.is_set())):  # fmt: skip
             self._submit(self.buffer)
             self.buffer = Batch(self.sc.cfg.transactions_topic)
         return finished
@@ -203,7 +205,7 @@ class Loop:
             self._collect(on_batch, on_error="drop" if reread else "raise")
 
     def _submit(self, batch: Batch) -> None:
-        job = Job(batch, self._last, self._submitted % 2)
+        job = Job(batch, self._last, self._submitted % self.sc.cfg.writers)
         self._submitted += 1
         self._last = job
         job.future = self.sc._pool.submit(self.sc._write, job)

@@ -8,10 +8,11 @@ events, and only then commit the batch's Kafka offsets. A crash anywhere before 
 re-delivers the batch, which then changes nothing it already changed. The write of batch N (a
 writer thread) overlaps the polling and validation of batch N+1 (the loop's thread), which
 grows only while the writer is busy, so per-batch costs are shared under load and a message is
-written at once when the stream is slow. Two writer threads, each with its own connection, let
-batch N+1's merge run while batch N does its rollups, RFM read and commit: the tenant's rollup
-lock (analytics/rollups.py) makes N+1 wait for N's commit before its own rollups, and N+1 reads
-the RFM part N kept, publishes and has its offsets committed only after N. While the database
+written at once when the stream is slow. Writer threads (`ConsumeConfig.writers`, 3 by
+default), each with its own connection, let batch N+1's merge run while batch N does its
+rollups, RFM read and commit: the tenant's rollup lock (analytics/rollups.py) makes N+1 wait for
+N's commit before its own rollups, and N+1 reads the RFM part N kept, publishes and has its
+offsets committed only after N. While the database
 is unreachable the consumer pauses its partitions (still polling, so it keeps its group
 membership), retries with back-off and commits nothing.
 """
@@ -94,14 +95,16 @@ class StreamConsumer:
         self.cfg = cfg
         self.stop = stop or threading.Event()
         self.stats = ConsumeStats()
-        self._conns: list[psycopg.Connection | None] = [None, None]  # one per writer thread
+        self._conns: list[psycopg.Connection | None] = [None] * cfg.writers  # one per writer
         self._producer_lock = threading.Lock()
         self._redis = redis.Redis.from_url(cfg.redis_url)
         self._writer = OnlineRfmWriter(self._redis, cfg.feast_project)
         self._rfm = StreamRfm()
         self._producer: KafkaProducer | None = None
         self._partitions_ready = False
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rp-stream-writer")
+        self._pool = ThreadPoolExecutor(
+            max_workers=cfg.writers, thread_name_prefix="rp-stream-writer"
+        )
 
     # ------------------------------------------------------------------ writer thread
     def _connection(self, slot: int) -> psycopg.Connection:
@@ -157,7 +160,7 @@ class StreamConsumer:
                 new_parts = rfm_parts.new_parts(conn, tenant=self.cfg.tenant, result=result)
                 # (and a restarted consumer's returning customers' history, but for those of
                 # the batch before, kept once it commits)
-                skip = {b["customer_id"] for b in prev.batch.baskets.values()} if prev else ()
+                skip = _customers_in_flight(prev)
                 whole = self._rfm.whole_parts(
                     conn, tenant=self.cfg.tenant, result=result, new=new_parts, skip=skip
                 )
@@ -318,6 +321,16 @@ class StreamConsumer:
         if self._producer is not None:
             self._producer.close()
         self._redis.close()
+
+
+def _customers_in_flight(job: Job | None) -> set[int]:
+    """The customers of `job` and of the jobs before it still being written (a finished job
+    has dropped its `prev`): their RFM parts are kept before this batch reads them."""
+    out: set[int] = set()
+    while job is not None:
+        out.update(b["customer_id"] for b in job.batch.baskets.values())
+        job = job.prev
+    return out
 
 
 def _as_of(newest: datetime | None) -> datetime:

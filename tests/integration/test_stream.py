@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from features.catalog import CUSTOMER_RFM, SEGMENTER_FEATURES
 from features.online import OnlineReader
 from integrations.messages import BasketMessage
+from pipelines.stream_batches import Loop
 from pipelines.stream_config import ConsumeConfig
 from pipelines.stream_consumer import StreamConsumer, ensure_topics, rejected_messages
 
@@ -277,9 +278,10 @@ def test_batch_written_after_a_failed_one_counts_once(stream, warehouse_env, mon
     assert _committed(stream) == 4
 
 
-def test_overlapping_batches_write_everything_once(stream, warehouse_env):
-    """Thirty baskets in batches of three, so the two writers overlap (a batch merges while the
-    one before it prepares, refreshes the rollups and commits), nearly every one naming a
+@pytest.mark.parametrize("writers", [2, 3])
+def test_overlapping_batches_write_everything_once(stream, warehouse_env, writers, monkeypatch):
+    """Thirty baskets in batches of three, so the writers overlap (a batch merges while the
+    ones before it prepare, refresh the rollups and commit), nearly every one naming a
     product no batch before it named, and the same customers at the same store-days in
     successive batches: every basket and dimension row is there, the rollups equal a rebuild
     (customers counted once per store-day), and each customer's online row equals the batch
@@ -288,7 +290,7 @@ def test_overlapping_batches_write_everything_once(stream, warehouse_env):
     from features.rfm import compute_customer_rfm
     from tests.integration.test_rollups_delta import snapshot
 
-    stream.max_batch = 3
+    stream.max_batch, stream.writers = 3, writers
     stream.track_lag = True
     baskets = []
     for i in range(30):
@@ -298,9 +300,18 @@ def test_overlapping_batches_write_everything_once(stream, warehouse_env):
         baskets.append(b)
     _send(stream, baskets)
     seen = []  # per batch: (messages' lags so far, the batch's lag)
+    in_flight = []  # batches being written, at each start of one
+    submit = Loop._submit
+
+    def counted(loop: Loop, batch) -> None:
+        submit(loop, batch)
+        in_flight.append(len(loop.inflight))
+
+    monkeypatch.setattr(Loop, "_submit", counted)
     stats = StreamConsumer(stream).run(on_batch=lambda s: seen.append((len(s.lags), s.last_lag)))
     assert (stats.messages, stats.baskets, stats.duplicates) == (30, 30, 0)
-    assert stats.batches >= 8  # batches of up to three, so writes overlapped
+    assert stats.batches >= 8  # batches of up to three
+    assert max(in_flight) == writers  # as many written at once as there are writers
     # each batch's lag is its oldest message's: the largest of its messages' lags
     assert len(stats.lags) == 30 and min(stats.lags) > 0 and len(seen) == stats.batches
     for (start, _), (end, lag) in zip([(0, None), *seen], seen, strict=False):

@@ -30,15 +30,16 @@ def test_usage_errors_exit_2_with_the_reason(monkeypatch, capsys, argv, says) ->
     assert "Traceback" not in out.out + out.err
 
 
-def test_consume_rejects_a_batch_size_below_one() -> None:
-    """`consume --max-batch 0` is a usage error naming the option (in a process of its own:
-    `consume` is a logged command), before any service is started."""
+@pytest.mark.parametrize("option", ["--max-batch", "--writers"])
+def test_consume_rejects_a_count_below_one(option: str) -> None:
+    """`consume --max-batch 0` / `--writers 0` is a usage error naming the option (in a process
+    of its own: `consume` is a logged command), before any service is started."""
     import subprocess
     from pathlib import Path
 
     cli = Path(sys.executable).with_name("retailpulse")
-    done = subprocess.run([str(cli), "consume", "--max-batch", "0"], capture_output=True,
+    done = subprocess.run([str(cli), "consume", option, "0"], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2
-    assert "Invalid value for '--max-batch'" in done.stdout + done.stderr
+    assert f"Invalid value for '{option}'" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
