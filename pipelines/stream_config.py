@@ -28,13 +28,15 @@ class ConsumeConfig(BaseModel):
     rejected_topic: str = REJECTED_TOPIC
     max_messages: int | None = Field(default=None, gt=0)
     idle_timeout_s: float | None = Field(default=None, gt=0)
-    # The batch grows only while the writers are busy, up to this. Sent 5,000 msg/s on 2 cores
-    # with 3 writers, 5,000 against 2,500 in six alternated pairs: the pace past the start-up
-    # 5,010-5,339 msg/s against 4,435-4,836 (higher in 6 of 6: it kept up with the rate, 2,500
-    # fell behind), p99 lag 2.61-4.62 s against 2.83-4.81 s (lower in 4 of 6; mean 3.65 vs
-    # 3.92 s). With 2 writers 2,500 had the lower p99 (stop 29: 1.91-2.83 s against 2.92-3.72)
-    # as long as it kept up; smaller batches fall behind (1,500: 4,000 msg/s; 1,000: 3,300).
-    max_batch: int = Field(default=5000, gt=0)
+    # The batch grows only while the writers are busy, up to this. Sent 5,000 msg/s on 2 cores,
+    # with 2 writers 2,500 held the freshness lag's p99 at 1.91 / 1.99 / 2.68 / 2.83 s against
+    # 2.92-3.72 s for 5,000 (alternated runs, stop 29): a batch is written sooner. Bigger batches
+    # share per-batch costs better: with 3 writers, 5,000 against 2,500 in six alternated pairs
+    # on a slower machine, pace past the start-up 5,010-5,339 msg/s against 4,435-4,836 (it kept
+    # up, 2,500 fell behind), p99 lower in 4 of 6 (mean 3.65 vs 3.92 s); yet against the two
+    # writers with 2,500 its p99 was higher in 3 of 5 pairs (mean 2.99 vs 2.75 s). Smaller
+    # batches fall behind (1,500: 4,000 msg/s; 1,000: 3,300).
+    max_batch: int = Field(default=2500, gt=0)
     # Batches written at once, by as many writer threads, each with its own connection: batch
     # N+1 merges while the batches before it do their rollups, RFM read and commit under the
     # tenant's lock. Sent 5,000 msg/s on 2 cores with batches of up to 2,500, 3 against 2 in
