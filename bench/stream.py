@@ -177,14 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000, help="baskets (messages) to stream")
     parser.add_argument("--rate", type=float, default=None, help="baskets/s (default: max)")
+    defaults = {k: f.default for k, f in ConsumeConfig.model_fields.items()}
     parser.add_argument(
-        "--max-batch", type=int, default=None,
+        "--max-batch", type=int, default=defaults["max_batch"],
         help="the consumer's largest batch (default: ConsumeConfig's, what `retailpulse consume`"
-        " uses)",
+        " uses: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--writers", type=int, default=None,
-        help="the consumer's writer threads (default: ConsumeConfig's)",
+        "--writers", type=int, default=defaults["writers"],
+        help="the consumer's writer threads (default: ConsumeConfig's, %(default)s)",
     )  # fmt: skip
     parser.add_argument("--baseline-n", type=int, default=300)
     parser.add_argument(
@@ -205,10 +206,6 @@ def main(argv: list[str] | None = None) -> int:
     # into a rebalance (whose re-reads are harmless but cost the run).
     parser.add_argument("--max-poll-interval-ms", type=int, default=10_000)
     args = parser.parse_args(argv)
-    if args.max_batch is None:
-        args.max_batch = ConsumeConfig.model_fields["max_batch"].default
-    if args.writers is None:
-        args.writers = ConsumeConfig.model_fields["writers"].default
 
     endpoints = get_endpoints()
     server = endpoints.database_url.rsplit("/", 1)[0]

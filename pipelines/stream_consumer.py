@@ -12,9 +12,9 @@ written at once when the stream is slow. Writer threads (`ConsumeConfig.writers`
 default), each with its own connection, let batch N+1's merge run while batch N does its
 rollups, RFM read and commit: the tenant's rollup lock (analytics/rollups.py) makes N+1 wait for
 N's commit before its own rollups, and N+1 reads the RFM part N kept, publishes and has its
-offsets committed only after N. While the database
-is unreachable the consumer pauses its partitions (still polling, so it keeps its group
-membership), retries with back-off and commits nothing.
+offsets committed only after N. While the database is unreachable the consumer pauses its
+partitions (still polling, so it keeps its group membership), retries with back-off and
+commits nothing.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class StreamConsumer:
                 )  # fmt: skip
                 new_parts = rfm_parts.new_parts(conn, tenant=self.cfg.tenant, result=result)
                 # (and a restarted consumer's returning customers' history, but for those of
-                # the batch before, kept once it commits)
+                # the batches in flight before it, kept once they commit)
                 skip = _customers_in_flight(prev)
                 whole = self._rfm.whole_parts(
                     conn, tenant=self.cfg.tenant, result=result, new=new_parts, skip=skip

@@ -12,9 +12,9 @@ longer it ran (at 100k baskets, 87k baskets and 810k lines for one batch's 1,600
 most of the writer's time), and so did reading every basket row of those customers under the
 tenant's lock (on a year of Complete Journey, their basket rows took 0.18 s per batch of 1,600
 customers, their count and id sum 0.03 s). `StreamRfm` keeps, per customer, what the features
-are made of over the customer's baskets (`Part`, pipelines/rfm_parts.py: exact numeric sums of basket totals, line
-sales and loyalty discounts, item and weekend counts, first and last basket time, the stores,
-baskets with a coupon, the set of products) and adds only the batch's new baskets to it: their
+are made of over the customer's baskets (`Part`, pipelines/rfm_parts.py: exact numeric sums of
+basket totals, line sales and loyalty discounts, item and weekend counts, first and last basket
+time, the stores, baskets with a coupon, the set of products) and adds only the batch's new baskets to it: their
 basket-level part from what the insert returned, their lines' part read through the primary
 key. Each batch checks a kept part against the warehouse by the customer's basket count and id
 sum alone; a part that does not cover exactly the customer's baskets there is read again from
@@ -128,8 +128,9 @@ class StreamRfm:
     ) -> RfmRead:
         """RFM features (SEGMENTER_FEATURES order) at `as_of` of the customers of the baskets
         `result` says this transaction inserted (`write_batch`'s result). `new`: `new_parts`
-        (pipelines/rfm_parts.py) of the same baskets, read earlier in the transaction (else read here); `whole`:
-        `whole_parts`, read earlier too (each is checked here like a kept part)."""
+        (pipelines/rfm_parts.py) of the same baskets, read earlier in the transaction (else
+        read here); `whole`: `whole_parts`, read earlier too (each is checked here like a kept
+        part)."""
         read = RfmRead()
         out, keep = read.rows, read.parts
         customers = result.customers
