@@ -88,7 +88,11 @@ def test_a_store_manager_sees_only_their_stores(accounts: Accounts) -> None:
             "anomaly": ModelClient.local("anomaly", detector),
             "forecaster": ModelClient.local("forecaster", object()),
         },
-        features=OnlineFeatures.from_url(get_endpoints().redis_url, "rpnone", accounts.tenant),
+        # the serving budget per Redis read is 50 ms (a latency guard); on a loaded 2-core CI
+        # machine a read can take longer and answer 503, which is not what this test is about
+        features=OnlineFeatures(
+            get_endpoints().redis_url, "rpnone", accounts.tenant, timeout_s=5.0
+        ),
         default_tenant=accounts.tenant,
     )
     client = accounts.app(backends)
