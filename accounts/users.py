@@ -10,6 +10,7 @@ governs role changes, and nobody changes their own role.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -31,6 +32,19 @@ from accounts.permissions import (
 from accounts.principal import Principal
 from core.errors import Forbidden, NotFoundError, ValidationFailed
 from core.tenants import validate_tenant
+from core.values import EMAIL_PATTERN
+
+
+def check_email(email: str) -> str:
+    """`email` without surrounding blanks, or ValidationFailed: an account whose address the
+    API refuses (e.g. `--email admin`) could never sign in."""
+    email = email.strip()
+    if len(email) > 320 or not re.fullmatch(EMAIL_PATTERN, email):
+        raise ValidationFailed(
+            f"not an e-mail address: {email!r} (expected name@domain, e.g. admin@example.com)",
+            details={"field": "email"},
+        )
+    return email
 
 
 def check_role_and_stores(role: str, store_ids: list[str] | None) -> list[str] | None:
@@ -73,6 +87,7 @@ def create_admin(
 ) -> repo.User:
     """The bootstrap account of a tenant (CLI only): a tenant admin, or a super admin."""
     validate_tenant(tenant)
+    email = check_email(email)
     passwords.check_password_rule(password, email=email)
     role = SUPER_ADMIN if super_admin else TENANT_ADMIN
     with conn.transaction():

@@ -14,6 +14,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime
 
+# An e-mail address as the API takes it and the CLI checks it (accounts.users.check_email).
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 MAX_OFFSET = timedelta(hours=16)

@@ -61,9 +61,14 @@ def add_rule_cmd(
     from core.db import connect
 
     try:
-        body = yaml.safe_load(path.read_text())
-        spec = parse_rule(body if isinstance(body, dict) else {})
-    except (OSError, yaml.YAMLError) as exc:
+        body = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(body, dict):
+            raise ValidationFailed(
+                f"{path} holds {f'a {type(body).__name__}' if body is not None else 'nothing'}: "
+                "expected one rule body, a mapping with name, kind and params"
+            )
+        spec = parse_rule(body)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValidationFailed(f"cannot read {path}: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

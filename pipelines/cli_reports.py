@@ -91,11 +91,14 @@ def generate_cmd(
 ) -> None:
     """Generate one report from the warehouse and write it to --out."""
     from core.db import connect
+    from core.errors import ValidationFailed
     from core.settings import get_settings
     from reports.runner import generate
 
     tenant = tenant or get_settings().tenant
     params = _params(start, end, last_days, stores, param)
+    if out.is_dir():  # checked before the report is computed, not when writing it
+        raise typer.BadParameter(f"{out} is a directory: give a file name", param_hint="--out")
     with Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -112,8 +115,14 @@ def generate_cmd(
             made = generate(conn, tenant=tenant, template=template, params=params, fmt=fmt,
                             step=step)  # fmt: skip
         step("writing")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(made.content)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(made.content)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename and exc.filename != str(out) else ""
+            raise ValidationFailed(
+                f"cannot write {out}: {exc.strerror or exc}{where}", details={"out": str(out)}
+            ) from exc
     console.print(
         f"[green]{made.title}[/] ({template}, tenant {tenant}) → {out} "
         f"({len(made.content):,} bytes, {made.content_type.split(';')[0]})"
@@ -123,7 +132,8 @@ def generate_cmd(
 @app.command("run-scheduler")
 def run_scheduler_cmd(
     poll_seconds: Annotated[
-        float | None, typer.Option(help="Seconds between looks for due schedules.")
+        float | None,
+        typer.Option(help="Seconds between looks for due schedules (at most a day, 86400)."),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
 ) -> None:
@@ -134,8 +144,12 @@ def run_scheduler_cmd(
 
     settings = ReportSettings()
     if poll_seconds is not None:
-        if poll_seconds <= 0:
-            raise typer.BadParameter("must be > 0", param_hint="--poll-seconds")
+        # nan slipped through `<= 0` (a busy loop); inf crashed the wait after the first pass
+        if not 0 < poll_seconds <= 86_400:
+            raise typer.BadParameter(
+                f"{poll_seconds:g}: must be a number of seconds > 0 and at most 86400",
+                param_hint="--poll-seconds",
+            )
         settings = settings.model_copy(update={"poll_seconds": poll_seconds})
     url = database_url()
 

@@ -26,16 +26,21 @@ VersionOpt = Annotated[
     int | None,
     typer.Option("--model-version", help="Registered version to score (default: the champion)."),
 ]
+# The ranges are checked while parsing, so a bad value is a usage error (exit 2) even for
+# `score all`, which would otherwise skip every model on the job's ValidationFailed and exit 0.
 BatchOpt = Annotated[
-    int | None, typer.Option("--batch-size", help="Rows per Ray Data batch (default per model).")
+    int | None,
+    typer.Option("--batch-size", min=1, help="Rows per Ray Data batch (default per model)."),
 ]
 ConcurrencyOpt = Annotated[
     int | None,
-    typer.Option("--concurrency", help="Scoring tasks at once (default: the cluster's CPUs)."),
+    typer.Option(
+        "--concurrency", min=1, help="Scoring tasks at once (default: the cluster's CPUs)."
+    ),
 ]
-LimitOpt = Annotated[int, typer.Option(help="Products kept per household (1..100).")]
-HorizonOpt = Annotated[int, typer.Option(help="Weeks forecast per series (1..8).")]
-DaysOpt = Annotated[int, typer.Option(help="Most recent business days scanned (1..92).")]
+LimitOpt = Annotated[int, typer.Option(min=1, max=100, help="Products kept per household.")]
+HorizonOpt = Annotated[int, typer.Option(min=1, max=8, help="Weeks forecast per series.")]
+DaysOpt = Annotated[int, typer.Option(min=1, max=92, help="Most recent business days scanned.")]
 
 
 def _line(summary: dict[str, Any]) -> None:

@@ -27,7 +27,8 @@ from serving.config import load_serve_config
 
 def serve_cmd(
     port: Annotated[
-        int | None, typer.Option(help="HTTP port (default from configs/serve.yaml).")
+        int | None,
+        typer.Option(min=1, max=65535, help="HTTP port (default from configs/serve.yaml)."),
     ] = None,
     tenant: TenantOpt = None,
     model_version: Annotated[
@@ -39,15 +40,27 @@ def serve_cmd(
     ] = None,
 ) -> None:
     """Start Ray Serve: the FastAPI ingress and the model deployments, until Ctrl-C."""
+    config = load_serve_config()
     pins: dict[str, str] = {}
     for item in model_version or []:
-        model, sep, version = item.partition("=")
+        model, sep, version = (part.strip() for part in item.partition("="))
         if not sep or not model or not version:
             raise typer.BadParameter(
                 f"expected MODEL=VERSION, got {item!r}", param_hint="--model-version"
             )
+        # checked before Ray starts: a pin of a model not served was ignored without a word
+        if model not in config.models:
+            raise typer.BadParameter(
+                f"{item!r}: unknown model {model!r}; served: {', '.join(config.models)}",
+                param_hint="--model-version",
+            )
+        if version != "champion" and not (version.isdigit() and int(version) >= 1):
+            raise typer.BadParameter(
+                f"{item!r}: the version is a registered version number (>= 1) or 'champion'",
+                param_hint="--model-version",
+            )
         pins[model] = version
-    use_serve_env(load_serve_config().direct_port)  # before Ray starts (the fast path)
+    use_serve_env(config.direct_port)  # before Ray starts (the fast path)
     dashboard = ensure_ray(dashboard=True)
     served = deploy(port=port, tenant=tenant, model_versions=pins)
     write_serving_record(served, tenant=tenant, model_versions=pins, dashboard=dashboard)

@@ -61,7 +61,17 @@ def db_upgrade(
     revision: Annotated[str, typer.Option(help="Target Alembic revision.")] = "head",
 ) -> None:
     """Create or migrate the warehouse schema (idempotent)."""
+    from alembic.util import CommandError
+
     from core import migrate
 
-    migrate.upgrade(revision=revision)
+    if not revision.strip():
+        raise typer.BadParameter("give a revision, e.g. head", param_hint="--revision")
+    try:
+        migrate.upgrade(revision=revision)
+    except CommandError as exc:  # an unknown or ambiguous revision: Alembic's own words
+        raise typer.BadParameter(
+            f"{exc} (`head` is the newest; the revisions are core/migrations/versions/*.py)",
+            param_hint="--revision",
+        ) from None
     console.print(f"warehouse schema at revision [bold]{migrate.current()}[/]")

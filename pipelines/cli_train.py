@@ -22,8 +22,38 @@ app = typer.Typer(
     help="Train models on Ray, track them in MLflow, register and promote the better one.",
     no_args_is_help=True,
 )
+
+
+def _check_config(path: Path | None) -> Path | None:
+    """--config must be a readable YAML file holding a mapping (its keys are checked by the
+    model's loader): anything else is a usage error before any service or Ray starts."""
+    import yaml
+
+    if path is None:
+        return None
+    if not path.is_file():
+        why = "is a directory" if path.is_dir() else "does not exist"
+        raise typer.BadParameter(f"{path} {why}: give a YAML file like configs/<model>.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: not UTF-8 text
+        reason = str(exc)
+        if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+            mark = exc.problem_mark
+            reason = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+        raise typer.BadParameter(f"cannot read {path} as YAML: {reason}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise typer.BadParameter(
+            f"{path} holds a {type(raw).__name__}: a config is a mapping of keys to values"
+        )
+    return path
+
+
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="Config YAML (default: configs/<model>.yaml).")
+    Path | None,
+    typer.Option(
+        "--config", help="Config YAML (default: configs/<model>.yaml).", callback=_check_config
+    ),
 ]
 QuickOpt = Annotated[bool, typer.Option(help="Smoke-sized budget that still runs every step.")]
 PromoteOpt = Annotated[
@@ -36,7 +66,8 @@ def segmenter(
     tenant: TenantOpt = None,
     config: ConfigOpt = None,
     max_trials: Annotated[
-        int | None, typer.Option(help="Trial budget: run a seeded subset of the k x PCA grid.")
+        int | None,
+        typer.Option(min=1, help="Trial budget: run a seeded subset of the k x PCA grid."),
     ] = None,
     quick: QuickOpt = False,
     as_of: Annotated[

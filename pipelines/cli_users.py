@@ -65,8 +65,14 @@ def create_admin_cmd(
     --generate-password. Prints how to get an access token.
     """
     from accounts.jobs import create_admin
+    from accounts.users import check_email
+    from core.errors import ValidationFailed
     from core.settings import get_settings
 
+    try:  # before the password is asked for
+        check_email(email)
+    except ValidationFailed as exc:
+        raise typer.BadParameter(exc.message, param_hint="--email") from None
     password = (
         secrets.token_urlsafe(18) if generate_password else _password(password_stdin, confirm=True)
     )

@@ -34,7 +34,7 @@ from pipelines.ingest_lines import (
     warehouse_rules,
     write_facts,
 )
-from pipelines.mapping import Mapping, read_source
+from pipelines.mapping import Mapping, SourceError, read_source
 from pipelines.quality import Checked, check_rows, text_id
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
@@ -194,6 +194,21 @@ def ingest_files(
     where = Path(report_dir) if report_dir else get_settings().home_dir / "reports" / stamp
     summary = ImportSummary(tenant=tenant, mapping=mapping.name, dry_run=dry_run,
                             report_dir=str(where))  # fmt: skip
+    # What can be known before the first commit is checked before it: a missing file or a
+    # report folder that cannot be made must not fail the run after earlier files loaded.
+    for path in map(Path, paths):
+        if not path.is_file():
+            why = "a directory, not a file" if path.is_dir() else "no such file"
+            raise SourceError(f"{path}: {why} (nothing was written)")
+    try:
+        if where.exists() and not where.is_dir():
+            raise FileExistsError(None, "a file is there, not a folder")
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValidationFailed(
+            f"cannot create the report folder {where}: {exc.strerror or exc} (nothing was written)",
+            details={"report_dir": str(where)},
+        ) from exc
     all_problems = []
     items: list[str | Path | Prepared] = list(paths)
     if max_reject_rate is not None and len(items) > 1:
@@ -203,10 +218,23 @@ def ingest_files(
         if worst.reject_rate() > max_reject_rate:
             items = [worst]  # its import reports the rows and aborts without writing
     for item in items:
-        result, problems = import_file(
-            item, mapping, tenant=tenant, dry_run=dry_run, max_reject_rate=max_reject_rate,
-            url=url, progress=progress,
-        )  # fmt: skip
+        try:
+            result, problems = import_file(
+                item, mapping, tenant=tenant, dry_run=dry_run, max_reject_rate=max_reject_rate,
+                url=url, progress=progress,
+            )  # fmt: skip
+        except ValidationFailed as exc:
+            if not summary.files:
+                raise
+            # a later file cannot be read: the earlier ones are committed, so say which and
+            # keep their report
+            write_report(summary, pd.concat(all_problems, ignore_index=True), where)
+            done = ", ".join(Path(f.file).name for f in summary.files)
+            raise ValidationFailed(
+                f"{exc.message.rstrip('.')}; {'checked' if dry_run else 'loaded'} before it: "
+                f"{done} (report: {where})",
+                details={**exc.details, "report_dir": str(where)},
+            ) from exc
         summary.files.append(result)
         all_problems.append(problems)
         if result.aborted:

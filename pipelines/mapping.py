@@ -127,8 +127,8 @@ def load_mapping(path: str | Path) -> Mapping:
     """Read a mapping YAML file; a bad one raises ValidationFailed naming the field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValidationFailed(f"mapping {path}: cannot read it ({exc})") from exc
     try:
         return Mapping.model_validate(raw or {})
@@ -247,7 +247,9 @@ def read_source(path: str | Path, mapping: Mapping) -> tuple[pd.DataFrame, list[
     """
     path = Path(path)
     if not path.is_file():
-        raise SourceError(f"{path}: no such file")
+        raise SourceError(
+            f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}"
+        )
     kind = file_format(path, mapping.source)
     malformed: list[dict] = []
     try:

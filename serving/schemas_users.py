@@ -8,9 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from accounts.permissions import ROLES
-from core.values import Text
+from core.values import EMAIL_PATTERN, Text
 
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 Email = Field(pattern=EMAIL_PATTERN, max_length=320, description="E-mail address")
 Password = Field(min_length=1, max_length=256, description="Password")
 Role = Literal["super_admin", "tenant_admin", "store_manager", "analyst", "sales_associate"]

@@ -18,6 +18,25 @@ from core.settings import get_settings
 if TYPE_CHECKING:
     from training.segmenter import TrialOutcome
 
+
+def _load(loader: Callable[..., Any], path: Path | None, **options: Any) -> Any:
+    """`loader(path, **options)`; a config it refuses is a ValidationFailed naming the file and
+    each bad key (not pydantic's bare "1 validation error for …" line)."""
+    import yaml
+    from pydantic import ValidationError
+
+    where = path or "the default config"
+    try:
+        return loader(path, **options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValidationFailed(f"config {where}: {problems}") from exc
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # unreadable, not YAML, no such profile
+        raise ValidationFailed(f"config {where}: {exc}") from exc
+
+
 # --quick: a smoke-sized search that still exercises the whole path (about a minute here).
 SEGMENTER_QUICK: dict[str, Any] = {"k_values": [3, 4, 5], "pca_components": [3], "n_init": 3}
 
@@ -45,8 +64,10 @@ def train_segmenter(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_segmenter_config(
-        config, **{**(SEGMENTER_QUICK if quick else {}), "max_trials": max_trials}
+    cfg = _load(
+        load_segmenter_config,
+        config,
+        **{**(SEGMENTER_QUICK if quick else {}), "max_trials": max_trials},
     )
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
@@ -108,7 +129,7 @@ def train_forecaster(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_forecaster_config(config, profile="quick" if quick else None)
+    cfg = _load(load_forecaster_config, config, profile="quick" if quick else None)
     step("starting Ray")
     ensure_ray()
     started = time.perf_counter()
@@ -159,7 +180,7 @@ def train_churn(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_churn_config(config, splits=3 if quick else None)
+    cfg = _load(load_churn_config, config, splits=3 if quick else None)
     started = time.perf_counter()
     run = run_churn(tenant=tenant, cfg=cfg, on_step=step)
     step("logging to MLflow")
@@ -208,7 +229,7 @@ def train_anomaly(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_config(config)
+    cfg = _load(load_config, config)
     seeds = SEEDS[:3] if quick else SEEDS
     samples = 0 if (quick or not tune) else tune_samples
     if samples:
@@ -280,7 +301,7 @@ def train_recommender(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_recommender_config(config, profile="quick" if quick else None)
+    cfg = _load(load_recommender_config, config, profile="quick" if quick else None)
     step("starting Ray")
     ensure_ray()
     started = time.perf_counter()
@@ -324,7 +345,7 @@ def train_pricing(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_pricing_config(config)
+    cfg = _load(load_pricing_config, config)
     started = time.perf_counter()
     run = run_pricing(tenant=tenant, cfg=cfg, on_step=step)
     step("logging to MLflow")
@@ -368,7 +389,7 @@ def train_promotions(
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
     quick_overrides = {"bootstrap": 100, "placebo": False} if quick else {}
-    cfg = load_promotions_config(config, **quick_overrides)
+    cfg = _load(load_promotions_config, config, **quick_overrides)
     started = time.perf_counter()
     run = run_promotions(tenant=tenant, cfg=cfg, on_step=step)
     step("logging to MLflow")

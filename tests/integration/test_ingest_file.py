@@ -306,3 +306,38 @@ def test_cli_imports_and_aborts_with_a_message(warehouse_env, tmp_path):
     loaded = counts(warehouse_env, "cli")["transaction_items"]
     report = pd.read_csv(tmp_path / "r" / "rejected.csv")
     assert loaded + len(report["row"].unique()) + 1 == len(pd.read_csv(path))  # +1 duplicate
+
+
+def test_what_can_fail_after_a_commit_is_checked_before_it(warehouse_env, tmp_path):
+    """A report folder that cannot be made, or a missing second file, failed the run after the
+    first file had committed (FileExistsError, exit 1; or "no such file"), its report lost."""
+    mapping = load_mapping(MAPPINGS / "online_retail.yaml")
+    good = tmp_path / "good.csv"
+    online_retail(5).to_csv(good, index=False)
+    taken = tmp_path / "taken"
+    taken.write_text("a file where the report folder would go")
+    with pytest.raises(ValidationFailed, match="cannot create the report folder"):
+        ingest_files([good], mapping, tenant="pre", report_dir=taken)
+    with pytest.raises(SourceError, match="missing.csv: no such file"):
+        ingest_files([good, tmp_path / "missing.csv"], mapping, tenant="pre",
+                     report_dir=tmp_path / "r0")  # fmt: skip
+    with pytest.raises(SourceError, match="a directory, not a file"):
+        ingest_files([good, tmp_path], mapping, tenant="pre", report_dir=tmp_path / "r1")
+    assert counts(warehouse_env, "pre")["transactions"] == 0
+
+
+def test_a_later_unreadable_file_names_the_loaded_ones_and_keeps_their_report(
+    warehouse_env, tmp_path
+):
+    mapping = load_mapping(MAPPINGS / "online_retail.yaml")
+    df = online_retail(5)
+    df.loc[0, "Quantity"] = "abc"  # one rejected row, for the report
+    good = tmp_path / "good.csv"
+    df.to_csv(good, index=False)
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet")
+    with pytest.raises(ValidationFailed, match=r"broken.parquet.*loaded before it: good.csv"):
+        ingest_files([good, broken], mapping, tenant="later", report_dir=tmp_path / "r")
+    assert counts(warehouse_env, "later")["transactions"] == 4  # good.csv is committed
+    report = pd.read_csv(tmp_path / "r" / "rejected.csv")
+    assert set(report["file"]) == {str(good)} and "type" in set(report["rule"])
