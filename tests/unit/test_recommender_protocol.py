@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from core.errors import ValidationFailed
 from training.recommending.baselines import ItemKNN, Popularity, RepeatPurchase
 from training.recommending.blend import POPULARITY_WINDOWS
 from training.recommending.data import (
@@ -171,6 +172,19 @@ def test_bad_rows_are_dropped_and_counted():
     assert 500 not in data.product_ids and 501 not in data.product_ids
     assert data.brand[data.item_index(1)[0]] == 0 and data.skipped["unknown_brand"] == 1
     assert (data.department > 0).all()
+
+
+def test_households_with_one_basket_each_are_a_clear_error_not_a_crash():
+    """A warehouse where every household has one basket (a new tenant's first day) leaves no
+    train basket: a TypeError from the empty split time before, now the reason and the counts."""
+    one_each = _items([(1, 10, 1, 0.0), (1, 10, 2, 0.0), (2, 20, 1, 1.0), (3, 30, 2, 2.0)])
+    with pytest.raises(ValidationFailed, match="3 households, each with one basket") as err:
+        protocol_split(one_each, _products([1, 2]))
+    assert err.value.details["skipped"]["no_train_basket_households"] == 3
+    two_each = _items([(1, 10, 1, 0.0), (1, 11, 2, 5.0), (2, 20, 1, 1.0), (2, 21, 2, 6.0)])
+    assert len(protocol_split(two_each, _products([1, 2])).customer_ids) == 2
+    with pytest.raises(ValidationFailed, match="each with 2 or fewer baskets"):
+        protocol_split(two_each, _products([1, 2]), inner=True)
 
 
 def test_users_without_enough_never_bought_items_are_not_evaluated():

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from core.errors import ValidationFailed
 from training.datasets import merchandise
 from training.recommending.blend import POPULARITY_WINDOWS
 
@@ -186,6 +187,17 @@ def protocol_split(
 
     customer_ids = np.sort(train_lines["customer_id"].unique())
     skipped["no_train_basket_households"] = int(n_hh - len(customer_ids))
+    if not len(customer_ids):  # every household has one basket (or none is merchandise)
+        raise ValidationFailed(
+            "no household has a basket to train on ("
+            + (
+                f"{n_hh} households, each with {'2 or fewer baskets' if inner else 'one basket'}"
+                if n_hh
+                else "no merchandise baskets"
+            )  # fmt: skip
+            + "): load more baskets",
+            details={"skipped": skipped},
+        )
 
     # Distinct (user, basket, product): a basket counts once however many lines it has.
     tb = train_lines.drop_duplicates(["customer_id", "transaction_id", "product_id"])
