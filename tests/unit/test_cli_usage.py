@@ -32,15 +32,18 @@ def test_usage_errors_exit_2_with_the_reason(monkeypatch, capsys, argv, says) ->
 
 
 @pytest.mark.parametrize("option", ["--max-batch", "--writers"])
-def test_consume_rejects_a_count_below_one(option: str) -> None:
+def test_consume_rejects_a_count_below_one(option: str, tmp_path) -> None:
     """`consume --max-batch 0` / `--writers 0` is a usage error naming the option (in a process
-    of its own: `consume` is a logged command), before any service is started."""
+    of its own: `consume` is a logged command, so its home is the test's), before any service is
+    started."""
+    import os
     import subprocess
     from pathlib import Path
 
     cli = Path(sys.executable).with_name("retailpulse")
+    env = {**os.environ, "RETAILPULSE_HOME": str(tmp_path)}
     done = subprocess.run([str(cli), "consume", option, "0"], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+                          text=True, timeout=120, env=env)  # fmt: skip
     assert done.returncode == 2
     assert f"Invalid value for '{option}'" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
