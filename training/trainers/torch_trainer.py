@@ -16,7 +16,11 @@ partly on the path to the first training step. So:
   watcher off), and the Ray dies with this process, so no placement group can outlive it. The
   controller also runs without a runtime_env when the local Ray's workers already have the
   variables Train propagates to it, so it takes a worker Ray pre-started at init instead of
-  waiting for a new one.
+  waiting for a new one;
+- a one-worker run there forms no torch process group (`local_train.SingleWorkerConfig`),
+  and its controller, defined with the other controller-side classes in the torch-free
+  `training.trainers.local_train`, no longer imports torch: 13% less `fit()` wall time
+  for one NCF epoch here (bench/train_overhead.py recommender).
 
 On a cluster (`RAY_ADDRESS`, `RETAILPULSE_RAY_ADDRESS`, `ray job submit`) the trainer is Ray's,
 but for the DatasetManager. Ray is pinned (2.60.0); the overrides below name the Train V2
@@ -44,9 +48,7 @@ from ray.train.v2._internal.constants import (
     DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
     get_env_vars_to_propagate,
 )
-from ray.train.v2._internal.execution.controller import TrainController
 from ray.train.v2._internal.execution.scaling_policy import FixedScalingPolicy
-from ray.train.v2._internal.execution.worker_group import WorkerGroup
 
 from core.ray_runtime import (
     HEALTH_CHECK_ENV,
@@ -55,47 +57,11 @@ from core.ray_runtime import (
     started_local_ray,
     task_runtime_env,
 )
-
-
-class LocalFixedScalingPolicy(FixedScalingPolicy):
-    """Fixed workers, no resource requests: a local Ray has no autoscaler to send them to."""
-
-    def after_controller_start(self, train_run_context) -> None:
-        self._requester_id = f"train-{train_run_context.run_id}"
-
-    def _maybe_send_resource_request(self) -> None:
-        return None
-
-    def _send_resource_request(self) -> None:
-        return None
-
-    def _cancel_resource_request(self) -> None:
-        return None
-
-
-class InheritingWorkerGroup(WorkerGroup):
-    """Workers get Train's variables as a runtime_env only if they would not inherit them: a
-    controller without a runtime_env on a local Ray has them from the raylet, as a new worker
-    will, which can then be a pre-started one."""
-
-    @staticmethod
-    def _get_worker_runtime_env(custom_runtime_env):
-        runtime_env = WorkerGroup._get_worker_runtime_env(custom_runtime_env)
-        own = ray.get_runtime_context().runtime_env or {}
-        env_vars = runtime_env.get("env_vars") or {}
-        if set(runtime_env) <= {"env_vars"} and not own and _inherited(env_vars):
-            return {}
-        return runtime_env
-
-
-def _inherited(env_vars: dict[str, str]) -> bool:
-    return all(os.environ.get(k) == v for k, v in env_vars.items())
-
-
-class LocalTrainController(TrainController):
-    """The controller on a local Ray this process started (see InheritingWorkerGroup)."""
-
-    worker_group_cls = InheritingWorkerGroup
+from training.trainers.local_train import (
+    LocalFixedScalingPolicy,
+    LocalTrainController,
+    SingleWorkerConfig,
+)
 
 
 class LeanTorchTrainer(TorchTrainer):
@@ -159,6 +125,8 @@ def torch_trainer(
     return LeanTorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
+        # one worker on the local Ray: no torch process group, no torch in the controller
+        torch_config=SingleWorkerConfig() if num_workers == 1 and started_local_ray() else None,
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=False),
         run_config=RunConfig(
             name=name,
