@@ -34,7 +34,7 @@ from pipelines.ingest_lines import (
     warehouse_rules,
     write_facts,
 )
-from pipelines.mapping import Mapping, SourceError, read_source
+from pipelines.mapping import Mapping, read_source, require_file
 from pipelines.quality import Checked, check_rows, text_id
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
@@ -197,9 +197,7 @@ def ingest_files(
     # What can be known before the first commit is checked before it: a missing file or a
     # report folder that cannot be made must not fail the run after earlier files loaded.
     for path in map(Path, paths):
-        if not path.is_file():
-            why = "a directory, not a file" if path.is_dir() else "no such file"
-            raise SourceError(f"{path}: {why} (nothing was written)")
+        require_file(path, " (nothing was written)")
     try:
         if where.exists() and not where.is_dir():
             raise FileExistsError(None, "a file is there, not a folder")

@@ -240,16 +240,20 @@ def _header(path: Path, encoding: str, delimiter: str) -> list[str]:
         return next(csv.reader(f, delimiter=delimiter), [])
 
 
+def require_file(path: Path, note: str = "") -> None:
+    """SourceError unless `path` is a file: it names a directory as one; `note` is appended."""
+    if not path.is_file():
+        why = "a directory, not a file" if path.is_dir() else "no such file"
+        raise SourceError(f"{path}: {why}{note}")
+
+
 def read_source(path: str | Path, mapping: Mapping) -> tuple[pd.DataFrame, list[dict]]:
     """The file's mapped columns under field names (+ `_row`), and rows too malformed to parse.
 
     Raises SourceError when the file cannot be read or lacks a mapped column.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SourceError(
-            f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}"
-        )
+    require_file(path)
     kind = file_format(path, mapping.source)
     malformed: list[dict] = []
     try:
