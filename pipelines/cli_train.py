@@ -13,7 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipelines import train_tables as tables
 from pipelines.console import console
 from pipelines.jobs import train as jobs
-from pipelines.jobs import train_business as business
 from pipelines.options import TenantOpt
 
 if TYPE_CHECKING:
@@ -241,7 +240,7 @@ def pricing(
     from pipelines.train_tables_pricing import pricing_table
 
     return _run(
-        "pricing", business.train_pricing, pricing_table,
+        "pricing", jobs.train_pricing, pricing_table,
         tenant=tenant, config=config, quick=quick, promote=promote,
     )  # fmt: skip
 
@@ -260,7 +259,7 @@ def promotions(
     from pipelines.train_tables_pricing import promotions_table
 
     return _run(
-        "promotions", business.train_promotions, promotions_table,
+        "promotions", jobs.train_promotions, promotions_table,
         tenant=tenant, config=config, quick=quick, promote=promote,
     )  # fmt: skip
 

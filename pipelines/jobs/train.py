@@ -1,6 +1,4 @@
-"""Training jobs: one function per ML model, each tuning, logging, registering and promoting
-(the business models' jobs are in pipelines/jobs/train_business.py; what they all share in
-pipelines/jobs/train_common.py).
+"""Training jobs: one function per model, each tuning, logging, registering and promoting.
 
 A failure anywhere before promotion leaves the tenant's champion untouched (the registry is
 only written at the end).
@@ -16,10 +14,27 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import ValidationFailed
 from core.settings import get_settings
-from pipelines.jobs.train_common import load_config, register
 
 if TYPE_CHECKING:
     from training.segmenter import TrialOutcome
+
+
+def _load(loader: Callable[..., Any], path: Path | None, **options: Any) -> Any:
+    """`loader(path, **options)`; a config it refuses is a ValidationFailed naming the file and
+    each bad key (not pydantic's bare "1 validation error for …" line)."""
+    import yaml
+    from pydantic import ValidationError
+
+    where = path or "the default config"
+    try:
+        return loader(path, **options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValidationFailed(f"config {where}: {problems}") from exc
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # unreadable, not YAML, no such profile
+        raise ValidationFailed(f"config {where}: {exc}") from exc
 
 
 # --quick: a smoke-sized search that still exercises the whole path (about a minute here).
@@ -49,7 +64,7 @@ def train_segmenter(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_config(
+    cfg = _load(
         load_segmenter_config,
         config,
         **{**(SEGMENTER_QUICK if quick else {}), "max_trials": max_trials},
@@ -114,7 +129,7 @@ def train_forecaster(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_config(load_forecaster_config, config, profile="quick" if quick else None)
+    cfg = _load(load_forecaster_config, config, profile="quick" if quick else None)
     step("starting Ray")
     ensure_ray()
     started = time.perf_counter()
@@ -143,7 +158,7 @@ def train_forecaster(
     if promote:
         origin, last = run.window["origins"]["test"], run.window["last_week"]
         window = f"tenant {tenant}: weeks {origin + 1}..{last} from origin {origin}, top {run.window['n_series']} series"
-        register(FORECASTER, run.run_id, test["MASE"], tenant, window, summary, step)
+        _register(FORECASTER, run.run_id, test["MASE"], tenant, window, summary, step)
     return summary
 
 
@@ -165,7 +180,7 @@ def train_churn(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_config(load_churn_config, config, splits=3 if quick else None)
+    cfg = _load(load_churn_config, config, splits=3 if quick else None)
     started = time.perf_counter()
     run = run_churn(tenant=tenant, cfg=cfg, on_step=step)
     step("logging to MLflow")
@@ -188,7 +203,7 @@ def train_churn(
             f"tenant {tenant}: features to week {w['feature_end_week']}, label weeks "
             f"{w['label_weeks'][0]}..{w['label_weeks'][1]}, {w['splits']} splits"
         )
-        register(CHURN, run.run_id, run.metric, tenant, window, summary, step)
+        _register(CHURN, run.run_id, run.metric, tenant, window, summary, step)
     return summary
 
 
@@ -214,7 +229,7 @@ def train_anomaly(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_config(load_config, config)
+    cfg = _load(load_config, config)
     seeds = SEEDS[:3] if quick else SEEDS
     samples = 0 if (quick or not tune) else tune_samples
     if samples:
@@ -240,8 +255,29 @@ def train_anomaly(
             f"tenant {tenant}: days {w['window'][0]}..{w['window'][1]}, {w['stores']} stores, "
             f"seeds {w['seeds'][0]}..{w['seeds'][-1]}"
         )
-        register(ANOMALY, run.run_id, run.metric, tenant, window, summary, step)
+        _register(ANOMALY, run.run_id, run.metric, tenant, window, summary, step)
     return summary
+
+
+def _register(
+    spec: Any,
+    run_id: str,
+    metric: float,
+    tenant: str,
+    window: str,
+    summary: dict[str, Any],
+    step: Any,
+) -> None:
+    """Register MLflow run `run_id` as a version of the tenant's `spec` model and promote it if
+    `metric` beats the champion's logged metric on the identical `window`; adds the outcome to
+    `summary`."""
+    from training import registry
+
+    step("registering in MLflow")
+    result = registry.register_and_promote(
+        spec, run_id, metric, tenant=tenant, tags={registry.WINDOW_TAG: window}
+    )
+    summary.update({k: result[k] for k in ("name", "version", "promoted", "reason")})
 
 
 def train_recommender(
@@ -265,7 +301,7 @@ def train_recommender(
 
     step = on_step or (lambda text: None)
     tenant = tenant or get_settings().tenant
-    cfg = load_config(load_recommender_config, config, profile="quick" if quick else None)
+    cfg = _load(load_recommender_config, config, profile="quick" if quick else None)
     step("starting Ray")
     ensure_ray()
     started = time.perf_counter()
@@ -288,5 +324,91 @@ def train_recommender(
             f"tenant {tenant}: last basket of {w['test_households']} households held out, "
             f"split at {w['split_time']}, catalog {w['catalog']}"
         )
-        register(RECOMMENDER, run.run_id, run.metric, tenant, window, summary, step)
+        _register(RECOMMENDER, run.run_id, run.metric, tenant, window, summary, step)
+    return summary
+
+
+def train_pricing(
+    *,
+    tenant: str | None = None,
+    config: Path | None = None,
+    quick: bool = False,
+    promote: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Fit per-category log-log price elasticities (entity and week fixed effects, clustered
+    CIs), judge them on the tenant's last weeks against the no-price-effect baseline, log to
+    MLflow with the CI plot, register `<tenant>.pricing` and promote it if its held-out RMSE
+    beats the champion's on the same weeks. `quick` changes nothing (the fit takes seconds)."""
+    from training.pricing import load_pricing_config, log_run, run_pricing
+    from training.specs import PRICING
+
+    step = on_step or (lambda text: None)
+    tenant = tenant or get_settings().tenant
+    cfg = _load(load_pricing_config, config)
+    started = time.perf_counter()
+    run = run_pricing(tenant=tenant, cfg=cfg, on_step=step)
+    step("logging to MLflow")
+    log_run(run, cfg, tenant=tenant)
+    summary: dict[str, Any] = {
+        "model": PRICING.key,
+        "tenant": tenant,
+        "rmse_log_units": run.metric,
+        "holdout": run.holdout,
+        "window": run.window,
+        "categories": run.bundle.categories,
+        "run_id": run.run_id,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if promote:
+        h = run.holdout
+        window = (
+            f"tenant {tenant}: weeks {h['test_weeks'][0]}..{h['test_weeks'][1]} held out, "
+            f"{h['rows']} rows, entity {cfg.entity}, {cfg.price} price"
+        )
+        _register(PRICING, run.run_id, run.metric, tenant, window, summary, step)
+    return summary
+
+
+def train_promotions(
+    *,
+    tenant: str | None = None,
+    config: Path | None = None,
+    quick: bool = False,
+    promote: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure every campaign's uplift (difference-in-differences against propensity-matched
+    unexposed households, bootstrap CIs, balance and a placebo), log to MLflow with the uplift
+    plot, register `<tenant>.promotions` and promote it if its post-matching balance (mean
+    largest |SMD|) beats the champion's. `quick`: 100 bootstrap draws and no placebo."""
+    from training.promotions import load_promotions_config, run_promotions
+    from training.promotions_mlflow import log_run
+    from training.specs import PROMOTIONS
+
+    step = on_step or (lambda text: None)
+    tenant = tenant or get_settings().tenant
+    quick_overrides = {"bootstrap": 100, "placebo": False} if quick else {}
+    cfg = _load(load_promotions_config, config, **quick_overrides)
+    started = time.perf_counter()
+    run = run_promotions(tenant=tenant, cfg=cfg, on_step=step)
+    step("logging to MLflow")
+    log_run(run, cfg, tenant=tenant)
+    summary: dict[str, Any] = {
+        "model": PROMOTIONS.key,
+        "tenant": tenant,
+        "max_abs_smd": run.metric,
+        "table": run.table,
+        "campaigns": run.bundle.campaigns,
+        "window": run.window,
+        "run_id": run.run_id,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if promote:
+        w = run.window
+        window = (
+            f"tenant {tenant}: days {w['days'][0]}..{w['days'][1]}, {run.table['campaigns']} "
+            f"campaigns, pre-period {cfg.pre_days} days, controls {w['controls']}"
+        )
+        _register(PROMOTIONS, run.run_id, run.metric, tenant, window, summary, step)
     return summary

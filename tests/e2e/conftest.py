@@ -23,10 +23,11 @@ def served(sample_warehouse, ray_session, tmp_path_factory):
         train_anomaly,
         train_churn,
         train_forecaster,
+        train_pricing,
+        train_promotions,
         train_recommender,
     )
     from pipelines.jobs.train import train_segmenter as segmenter
-    from pipelines.jobs.train_business import train_pricing, train_promotions
 
     counts = materialize()
     assert counts["online_customers"] == 100

@@ -38,7 +38,7 @@ def test_ingest_loads_campaign_exposure_of_the_sampled_households_only(sample_wa
 
 def test_pricing_and_promotions_train_register_and_answer(sample_warehouse):
     from core.settings import get_settings
-    from pipelines.jobs.train_business import train_pricing, train_promotions
+    from pipelines.jobs.train import train_pricing, train_promotions
     from serving.deployments.pricing import Pricing
     from serving.deployments.promotions import Promotions
     from training.promotions import top_promotions
